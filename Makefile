@@ -1,0 +1,50 @@
+# ct — the two commands of the README, and the rest of the developer loop.
+#   make          build everything under build/
+#   make run      install missing Debian packages, build, run the example (ct-demo later)
+#   make test     install missing Debian packages, build, run the whole test suite
+#   make test-asan / make test-tsan     the suite under ASan+UBSan / TSan (clang), own build dirs
+#   make bench    benchmarks, side by side with their peers (see docs/BENCHMARKS.md)
+#   make format   clang-format every C file
+JOBS ?= $(shell nproc)
+CTEST = ctest --output-on-failure -j$(JOBS) --no-tests=error
+
+.PHONY: all build deps run test test-asan test-tsan bench format clean
+
+all: build
+
+build:
+	@test -f build/CMakeCache.txt || cmake -S . -B build
+	cmake --build build -j$(JOBS)
+
+deps:
+	@scripts/deps.sh build
+
+run: deps build
+	./build/examples/ct-example
+
+test: deps build
+	cd build && $(CTEST)
+
+test-asan:
+	@scripts/deps.sh sanitize
+	@test -f build-asan/CMakeCache.txt || CC=clang cmake -S . -B build-asan -DCT_SANITIZE=address -DCT_TEST_TIMEOUT_SCALE=4 -DCT_BUILD_EXAMPLES=ON
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
+
+test-tsan:
+	@scripts/deps.sh sanitize
+	@test -f build-tsan/CMakeCache.txt || CC=clang cmake -S . -B build-tsan -DCT_SANITIZE=thread -DCT_TEST_TIMEOUT_SCALE=8 -DCT_BUILD_EXAMPLES=ON
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST)
+
+bench:
+	@scripts/deps.sh bench
+	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	cmake --build build-bench -j$(JOBS)
+	./build-bench/bench/bench_token
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')
+
+clean:
+	rm -rf build build-asan build-tsan build-bench

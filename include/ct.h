@@ -1,0 +1,10 @@
+/* ct.h — everything in libct. Include the module headers instead to keep builds lean. */
+#ifndef CT_H
+#define CT_H
+
+#include "ct/base.h"
+#include "ct/time.h"
+#include "ct/token.h"
+#include "ct/wait.h"
+
+#endif

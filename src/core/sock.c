@@ -1,0 +1,114 @@
+/* Socket and fd helpers that wait through ct_fd_wait(), so every one of them stops when the
+ * token fires or the deadline passes. Sockets are used with MSG_DONTWAIT, so a blocking socket
+ * is fine too; other fds fall back to read()/write() and must be non-blocking. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "ct/wait.h"
+#include "internal.h"
+
+ssize_t ct_read(int fd, void *buf, size_t len, const ct_token_t *tok, int64_t deadline)
+{
+    bool sock = true;
+    for (;;) {
+        if (ct_token_canceled(tok))
+            return -ECANCELED;
+        ssize_t n = sock ? recv(fd, buf, len, MSG_DONTWAIT) : read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno == ENOTSOCK && sock) {
+            sock = false;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = ct_fd_wait(fd, POLLIN, tok, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t ct_write(int fd, const void *buf, size_t len, const ct_token_t *tok, int64_t deadline)
+{
+    const char *p = buf;
+    size_t done = 0;
+    bool sock = true;
+    while (done < len) {
+        if (ct_token_canceled(tok))
+            return -ECANCELED;
+        ssize_t n = sock ? send(fd, p + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+                         : write(fd, p + done, len - done);
+        if (n >= 0) {
+            done += (size_t) n;
+            continue;
+        }
+        if (errno == ENOTSOCK && sock) {
+            sock = false;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = ct_fd_wait(fd, POLLOUT, tok, deadline);
+        if (rc < 0)
+            return rc;
+    }
+    return (ssize_t) len;
+}
+
+/* Make `fd` non-blocking if it is not: a blocking connect() or accept() could not be canceled. */
+static int set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+int ct_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, const ct_token_t *tok,
+               int64_t deadline)
+{
+    if (ct_token_canceled(tok))
+        return -ECANCELED;
+    int rc = set_nonblocking(fd);
+    if (rc < 0)
+        return rc;
+    if (connect(fd, addr, addrlen) == 0)
+        return 0;
+    if (errno != EINPROGRESS && errno != EINTR)
+        return -errno;
+    if ((rc = ct_fd_wait(fd, POLLOUT, tok, deadline)) < 0)
+        return rc;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    return -err;
+}
+
+int ct_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, const ct_token_t *tok,
+              int64_t deadline)
+{
+    int rc = set_nonblocking(lfd);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        if (ct_token_canceled(tok))
+            return -ECANCELED;
+        int fd = accept4(lfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if ((rc = ct_fd_wait(lfd, POLLIN, tok, deadline)) < 0)
+            return rc;
+    }
+}

@@ -1,0 +1,564 @@
+/* Sources, tokens, callback registration, linked sources, timeouts and shields.
+ *
+ * Everything that has to be consistent lives in one 64-bit state word per source:
+ *
+ *   bit 0        CANCELED     set once, by the cancel that wins
+ *   bit 1        LOCKED       a tiny spin lock guarding the callback list (held for a few stores)
+ *   bit 2        DETACHED     the owner freed the source: no timer may be armed any more
+ *   bit 3        TIMER_USED   a timer was armed at least once: free must kill it
+ *   bits 16..31  reason
+ *   bits 32..63  reference count
+ *
+ * Checking a token is one acquire load of that word. Canceling sets CANCELED, LOCKED and the
+ * reason in one CAS, so registration and cancellation are totally ordered: a register that takes
+ * the lock before the cancel is in the list and will be run by the canceller; one that takes it
+ * after sees CANCELED and runs its callback itself. Registering takes the lock and a reference in
+ * the same CAS, so a registration costs two atomic operations and keeps the source alive.
+ *
+ * Only a thread holding the lock, or one doing a CAS on an unlocked word, changes the word; the
+ * lock holder can therefore unlock with a plain store of the value it computed. That is why
+ * ref/unref wait for the lock bit to clear instead of using fetch_add.
+ *
+ * The canceller pops one callback at a time under the lock and runs it unlocked (as libstdc++ and
+ * folly do), so other threads can still unregister callbacks that have not run. A thread that
+ * unregisters the callback being run waits on a futex only if it has to; the canceller wakes it
+ * only if someone waits, so canceling costs no system call per callback. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "ct/time.h"
+#include "ct/token.h"
+#include "internal.h"
+#include "timer.h"
+
+#define ST_CANCELED    CT__CANCELED_BIT
+#define ST_LOCKED      UINT64_C(2)
+#define ST_DETACHED    UINT64_C(4)
+#define ST_TIMER_USED  UINT64_C(8)
+#define ST_REASON_MASK (UINT64_C(0xffff) << CT__REASON_SHIFT)
+#define ST_REF         (UINT64_C(1) << 32)
+#define ST_REFS(v)     ((v) >> 32)
+
+enum kind { KIND_PLAIN, KIND_TIMEOUT, KIND_LINKED, KIND_SHIELD };
+
+struct ct_source {
+    struct ct_token tok;        /* first: a token pointer is a source pointer */
+    uint32_t gen;               /* futex word, bumped when a waited-for callback returns */
+    uint32_t waiters;           /* lock: a thread waits for `running` to return */
+    struct ct_reg *head;        /* lock: pending callbacks, newest first */
+    struct ct_reg *running;     /* lock: the callback the canceller is running */
+    const void *running_thread; /* lock: the canceller's thread */
+    int published;              /* atomic: detail and cause are written */
+    uint8_t kind;
+    uint32_t nparents;
+    struct ct_source *cause; /* what canceled this: itself, or a parent (a reference is held) */
+    struct ct__timer timer;
+    char detail[CT_DETAIL_MAX];
+    struct ct_reg parents[]; /* a linked source's registrations on its parents */
+};
+
+static inline struct ct_source *src_of(const ct_token_t *tok)
+{
+    return (struct ct_source *) (void *) tok;
+}
+
+static inline uint64_t load_state(const struct ct_source *s, int order)
+{
+    return __atomic_load_n(&s->tok.state_, order);
+}
+
+static inline bool cas_state(struct ct_source *s, uint64_t *expected, uint64_t desired, int order)
+{
+    return __atomic_compare_exchange_n(&s->tok.state_, expected, desired, true, order,
+                                       __ATOMIC_RELAXED);
+}
+
+/* Take the lock, adding `add` to the word in the same CAS (a reference, for a registration).
+ * Returns the word as it is now, locked. */
+static uint64_t lock_add(struct ct_source *s, uint64_t add)
+{
+    unsigned spins = 0;
+    uint64_t v = load_state(s, __ATOMIC_RELAXED);
+    for (;;) {
+        if (v & ST_LOCKED) {
+            ct__spin(&spins);
+            v = load_state(s, __ATOMIC_RELAXED);
+        } else if (cas_state(s, &v, (v | ST_LOCKED) + add, __ATOMIC_ACQUIRE)) {
+            return (v | ST_LOCKED) + add;
+        }
+    }
+}
+
+static inline uint64_t lock(struct ct_source *s)
+{
+    return lock_add(s, 0);
+}
+
+static inline void unlock(struct ct_source *s, uint64_t v)
+{
+    __atomic_store_n(&s->tok.state_, v & ~ST_LOCKED, __ATOMIC_RELEASE);
+}
+
+static void release(struct ct_source *s);
+
+/* Unlock and drop one reference; the last reference releases the memory. */
+static void unlock_unref(struct ct_source *s, uint64_t v)
+{
+    v -= ST_REF;
+    unlock(s, v);
+    if (ST_REFS(v) == 0)
+        release(s);
+}
+
+/* Change the word of an unlocked source with one CAS: v -> (v | set) + add.
+ * Returns the word before the change. */
+static uint64_t update(struct ct_source *s, uint64_t set, uint64_t add)
+{
+    unsigned spins = 0;
+    uint64_t v = load_state(s, __ATOMIC_RELAXED);
+    for (;;) {
+        if (v & ST_LOCKED) {
+            ct__spin(&spins);
+            v = load_state(s, __ATOMIC_RELAXED);
+        } else if (cas_state(s, &v, (v | set) + add, __ATOMIC_ACQ_REL)) {
+            return v;
+        }
+    }
+}
+
+static inline void ref(struct ct_source *s)
+{
+    update(s, 0, ST_REF);
+}
+
+static inline void unref(struct ct_source *s)
+{
+    if (ST_REFS(update(s, 0, -ST_REF)) == 1)
+        release(s);
+}
+
+/* The last reference is gone. A canceled source holds a reference on its cause; dropping it may
+ * release the cause too, so walk the chain iteratively (chains of linked sources can be long). */
+static void release(struct ct_source *s)
+{
+    while (s) {
+        struct ct_source *cause = s->cause != s ? s->cause : NULL;
+        ct__free(s);
+        s = cause && ST_REFS(update(cause, 0, -ST_REF)) == 1 ? cause : NULL;
+    }
+}
+
+/* A reader saw CANCELED; the canceller writes detail and cause right after, under the lock. */
+static void wait_published(const struct ct_source *s)
+{
+    unsigned spins = 0;
+    while (!__atomic_load_n(&s->published, __ATOMIC_ACQUIRE))
+        ct__spin(&spins);
+}
+
+/* ---- cancellation -------------------------------------------------------------------------- */
+
+/* Cancel `s`, recording `cause` (s itself, or a parent on which the caller took a reference
+ * that passes to s if this call wins). Runs the callbacks on this thread.
+ * Returns 1 if this call canceled s, 0 if it was canceled already. */
+static int cancel(struct ct_source *s, int reason, const char *detail, struct ct_source *cause)
+{
+    unsigned spins = 0;
+    uint64_t v = load_state(s, __ATOMIC_RELAXED);
+    for (;;) {
+        if (v & ST_CANCELED)
+            return 0;
+        if (v & ST_LOCKED) {
+            ct__spin(&spins);
+            v = load_state(s, __ATOMIC_RELAXED);
+            continue;
+        }
+        /* Win, lock, and take a reference for the duration: a callback may drop the last
+         * other reference (a request freeing itself once its token fired). */
+        uint64_t won = v | ST_CANCELED | ST_LOCKED | ((uint64_t) reason << CT__REASON_SHIFT);
+        if (cas_state(s, &v, won + ST_REF, __ATOMIC_ACQUIRE)) {
+            v = won + ST_REF;
+            break;
+        }
+    }
+
+    s->cause = cause;
+    if (detail) {
+        size_t n = strnlen(detail, CT_DETAIL_MAX - 1);
+        memcpy(s->detail, detail, n);
+        s->detail[n] = '\0';
+    } else {
+        s->detail[0] = '\0';
+    }
+    s->running_thread = ct__thread_id();
+    __atomic_store_n(&s->published, 1, __ATOMIC_RELEASE);
+
+    const ct_token_t *tok = &s->tok;
+    for (;;) {
+        struct ct_reg *r = s->head;
+        if (!r)
+            break;
+        s->head = r->next_;
+        if (s->head)
+            s->head->pprev_ = &s->head;
+        r->pprev_ = NULL;
+        r->ran_ = 1;
+        s->running = r;
+        unlock(s, v);
+
+        /* From here on r may be unregistered and freed by the callback itself: never touch it
+         * again, only `s`, on which this call holds a reference. */
+        r->cb_(r->arg_, tok);
+
+        v = lock(s);
+        s->running = NULL;
+        if (s->waiters) {
+            /* Someone is blocked in unregister waiting for this callback to return. */
+            s->waiters = 0;
+            __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
+            unlock(s, v);
+            ct__futex_wake(&s->gen, INT_MAX);
+            v = lock(s);
+        }
+    }
+    s->running_thread = NULL;
+    unlock_unref(s, v);
+    return 1;
+}
+
+static bool reason_valid(int reason)
+{
+    return (reason >= CT_CANCELED && reason <= CT_SIBLING_FAILED) ||
+           (reason >= CT_REASON_USER && reason <= CT_REASON_MAX);
+}
+
+int ct_source_cancel(ct_source_t *src, int reason, const char *detail)
+{
+    if (!src || !reason_valid(reason))
+        return -EINVAL;
+    return cancel(src, reason, detail, src);
+}
+
+/* ---- registration -------------------------------------------------------------------------- */
+
+int ct_token_register(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, void *arg)
+{
+    if (!reg || !cb)
+        return -EINVAL;
+    reg->cb_ = cb;
+    reg->arg_ = arg;
+    reg->next_ = NULL;
+    reg->pprev_ = NULL;
+    reg->ran_ = 0;
+    reg->src_ = NULL;
+    if (!tok)
+        return 0;
+
+    struct ct_source *s = src_of(tok);
+    if (!(load_state(s, __ATOMIC_ACQUIRE) & ST_CANCELED)) {
+        uint64_t v = lock_add(s, ST_REF);
+        if (!(v & ST_CANCELED)) {
+            reg->next_ = s->head;
+            if (s->head)
+                s->head->pprev_ = &reg->next_;
+            reg->pprev_ = &s->head;
+            s->head = reg;
+            reg->src_ = s;
+            unlock(s, v);
+            return 0;
+        }
+        unlock(s, v - ST_REF); /* the caller holds a reference: this is never the last */
+    }
+    /* Canceled already (perhaps a moment ago, by a canceller still running callbacks): run now,
+     * after the canceller has published the detail the callback may read. */
+    wait_published(s);
+    reg->ran_ = 1;
+    cb(arg, tok);
+    return 1;
+}
+
+bool ct_token_unregister(ct_reg_t *reg)
+{
+    struct ct_source *s = reg->src_;
+    if (!s)
+        return reg->ran_ != 0;
+
+    uint64_t v = lock(s);
+    bool ran;
+    if (reg->pprev_) {
+        *reg->pprev_ = reg->next_;
+        if (reg->next_)
+            reg->next_->pprev_ = reg->pprev_;
+        reg->pprev_ = NULL;
+        ran = false;
+    } else {
+        ran = true;
+        while (s->running == reg) {
+            if (s->running_thread == ct__thread_id())
+                break; /* called from inside this very callback: waiting would deadlock */
+            uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+            s->waiters = 1;
+            unlock(s, v);
+            ct__futex_wait(&s->gen, gen, -1);
+            v = lock(s);
+        }
+    }
+    reg->src_ = NULL;
+    reg->ran_ = ran;
+    unlock_unref(s, v);
+    return ran;
+}
+
+/* ---- creation and teardown ----------------------------------------------------------------- */
+
+static void cancel_timeout(struct ct_source *s, int64_t timeout_ms);
+static void timer_pin(struct ct__timer *t);
+static void timer_fire(struct ct__timer *t, int64_t timeout_ms);
+static const struct ct__timer_ops timer_ops = {timer_pin, timer_fire};
+
+static struct ct_source *alloc_source(enum kind kind, size_t nparents, uint64_t bits)
+{
+    struct ct_source *s = ct__malloc(sizeof(*s) + nparents * sizeof(struct ct_reg));
+    if (!s)
+        return NULL;
+    s->tok.state_ = ST_REF | bits;
+    s->gen = 0;
+    s->waiters = 0;
+    s->head = NULL;
+    s->running = NULL;
+    s->running_thread = NULL;
+    s->published = 0;
+    s->kind = (uint8_t) kind;
+    s->nparents = 0;
+    s->cause = NULL;
+    ct__timer_init(&s->timer, &timer_ops);
+    return s;
+}
+
+int ct_source_new(ct_source_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = alloc_source(KIND_PLAIN, 0, 0);
+    return *out ? 0 : -ENOMEM;
+}
+
+/* Arm the timer of a source that no other thread can see yet. */
+static int new_timed(ct_source_t **out, enum kind kind, int64_t timeout_ms)
+{
+    struct ct_source *s = alloc_source(kind, 0, timeout_ms > 0 ? ST_TIMER_USED : 0);
+    if (!s)
+        return -ENOMEM;
+    if (timeout_ms == 0) {
+        cancel_timeout(s, 0);
+    } else {
+        int rc = ct__timer_start(&s->timer, ct_now_ns() + timeout_ms * 1000000, timeout_ms);
+        if (rc < 0) {
+            ct__free(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int ct_source_new_timeout(ct_source_t **out, int64_t timeout_ms)
+{
+    if (!out || timeout_ms < 0 || timeout_ms > CT_TIMEOUT_MAX_MS)
+        return -EINVAL;
+    return new_timed(out, KIND_TIMEOUT, timeout_ms);
+}
+
+int ct_source_new_shield(ct_source_t **out, int64_t timeout_ms)
+{
+    if (!out || timeout_ms < 1 || timeout_ms > CT_TIMEOUT_MAX_MS)
+        return -EINVAL;
+    return new_timed(out, KIND_SHIELD, timeout_ms);
+}
+
+static void on_parent_canceled(void *arg, const ct_token_t *ptok)
+{
+    struct ct_source *child = arg, *parent = src_of(ptok);
+    wait_published(parent);
+    ref(parent); /* kept by the child as its cause */
+    if (!cancel(child, ct_token_reason(ptok), parent->detail, parent))
+        unref(parent);
+}
+
+int ct_source_new_linked(ct_source_t **out, const ct_token_t *const parents[], size_t n)
+{
+    if (!out || (n > 0 && !parents) || n > UINT32_MAX)
+        return -EINVAL;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += parents[i] != NULL;
+    struct ct_source *s = alloc_source(KIND_LINKED, m, 0);
+    if (!s)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (!parents[i])
+            continue;
+        int rc = ct_token_register(parents[i], &s->parents[s->nparents++], on_parent_canceled, s);
+        if (rc == 1)
+            break; /* that parent was canceled already, and so is s now: no need for the rest */
+    }
+    *out = s;
+    return 0;
+}
+
+void ct_source_free(ct_source_t *s)
+{
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->nparents; i++)
+        ct_token_unregister(&s->parents[i]);
+    /* Mark DETACHED so that no timer can be armed any more, then kill the timer if one ever was
+     * (it may still point at s) before dropping the owner's reference. */
+    uint64_t v = load_state(s, __ATOMIC_RELAXED);
+    if (!(v & (ST_TIMER_USED | ST_LOCKED)) &&
+        cas_state(s, &v, (v | ST_DETACHED) - ST_REF, __ATOMIC_ACQ_REL)) {
+        if (ST_REFS(v) == 1)
+            release(s); /* the common case: one CAS */
+        return;
+    }
+    if (update(s, ST_DETACHED, 0) & ST_TIMER_USED)
+        ct__timer_kill(&s->timer);
+    unref(s);
+}
+
+ct_source_t *ct_source_ref(ct_source_t *src)
+{
+    if (src)
+        ref(src);
+    return src;
+}
+
+void ct_source_unref(ct_source_t *src)
+{
+    if (src)
+        unref(src);
+}
+
+const ct_token_t *ct_token_ref(const ct_token_t *tok)
+{
+    if (tok)
+        ref(src_of(tok));
+    return tok;
+}
+
+void ct_token_unref(const ct_token_t *tok)
+{
+    if (tok)
+        unref(src_of(tok));
+}
+
+/* ---- timeouts ------------------------------------------------------------------------------ */
+
+static void cancel_timeout(struct ct_source *s, int64_t timeout_ms)
+{
+    char detail[CT_DETAIL_MAX];
+    snprintf(detail, sizeof(detail),
+             s->kind == KIND_SHIELD ? "shield deadline of %lld ms passed"
+                                    : "timed out after %lld ms",
+             (long long) timeout_ms);
+    cancel(s, CT_TIMEOUT, detail, s);
+}
+
+static void timer_pin(struct ct__timer *t)
+{
+    ref(ct__container_of(t, struct ct_source, timer));
+}
+
+static void timer_fire(struct ct__timer *t, int64_t timeout_ms)
+{
+    struct ct_source *s = ct__container_of(t, struct ct_source, timer);
+    cancel_timeout(s, timeout_ms);
+    unref(s); /* the reference pin() took */
+}
+
+int ct_source_cancel_after(ct_source_t *s, int64_t timeout_ms)
+{
+    if (!s || timeout_ms < -1 || timeout_ms > CT_TIMEOUT_MAX_MS)
+        return -EINVAL;
+    uint64_t v = load_state(s, __ATOMIC_ACQUIRE);
+    if (v & (ST_CANCELED | ST_DETACHED))
+        return 0;
+    if (timeout_ms == -1) {
+        if (v & ST_TIMER_USED)
+            ct__timer_stop(&s->timer);
+        return 0;
+    }
+    if (timeout_ms == 0) {
+        cancel_timeout(s, 0);
+        return 0;
+    }
+    /* Record TIMER_USED under the lock, unless the owner detached meanwhile: free() then sees
+     * the bit and kills the timer, and a kill that comes first makes the start below fail. */
+    v = lock(s);
+    if (v & ST_DETACHED) {
+        unlock(s, v);
+        return 0;
+    }
+    unlock(s, v | ST_TIMER_USED);
+    int rc = ct__timer_start(&s->timer, ct_now_ns() + timeout_ms * 1000000, timeout_ms);
+    return rc == -ESRCH ? 0 : rc;
+}
+
+/* ---- queries ------------------------------------------------------------------------------- */
+
+const char *ct_token_detail(const ct_token_t *tok)
+{
+    if (!ct_token_canceled(tok))
+        return NULL;
+    wait_published(src_of(tok));
+    return src_of(tok)->detail;
+}
+
+const ct_token_t *ct_token_origin(const ct_token_t *tok)
+{
+    if (!ct_token_canceled(tok))
+        return NULL;
+    struct ct_source *s = src_of(tok);
+    for (;;) {
+        wait_published(s);
+        if (s->cause == s)
+            return &s->tok;
+        s = s->cause;
+    }
+}
+
+bool ct_token_caused_by(const ct_token_t *tok, const ct_token_t *cause)
+{
+    if (!cause || !ct_token_canceled(tok))
+        return false;
+    struct ct_source *s = src_of(tok);
+    for (;;) {
+        if (&s->tok == cause)
+            return true;
+        wait_published(s);
+        if (s->cause == s)
+            return false;
+        s = s->cause;
+    }
+}
+
+const char *ct_reason_name(int reason)
+{
+    switch (reason) {
+    case CT_REASON_NONE:
+        return "none";
+    case CT_CANCELED:
+        return "canceled";
+    case CT_TIMEOUT:
+        return "timeout";
+    case CT_CLIENT_ABORTED:
+        return "client_aborted";
+    case CT_SHUTDOWN:
+        return "shutdown";
+    case CT_SIBLING_FAILED:
+        return "sibling_failed";
+    default:
+        return (reason >= CT_REASON_USER && reason <= CT_REASON_MAX) ? "user" : "invalid";
+    }
+}

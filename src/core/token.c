@@ -242,23 +242,22 @@ int ct_source_cancel(ct_source_t *src, int reason, const char *detail)
 
 /* ---- registration -------------------------------------------------------------------------- */
 
-int ct_token_register(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, void *arg)
+/* The body of register and unregister, inlined into the linked-source paths too. */
+static inline int reg_add(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, void *arg)
 {
-    if (!reg || !cb)
-        return -EINVAL;
     reg->cb_ = cb;
     reg->arg_ = arg;
-    reg->next_ = NULL;
     reg->pprev_ = NULL;
-    reg->ran_ = 0;
     reg->src_ = NULL;
-    if (!tok)
+    if (!tok) {
+        reg->ran_ = 0;
         return 0;
-
+    }
     struct ct_source *s = src_of(tok);
     if (!(load_state(s, __ATOMIC_ACQUIRE) & ST_CANCELED)) {
         uint64_t v = lock_add(s, ST_REF);
         if (!(v & ST_CANCELED)) {
+            reg->ran_ = 0;
             reg->next_ = s->head;
             if (s->head)
                 s->head->pprev_ = &reg->next_;
@@ -278,36 +277,53 @@ int ct_token_register(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, voi
     return 1;
 }
 
-bool ct_token_unregister(ct_reg_t *reg)
+/* The callback of `reg` is running on another thread: wait until it returns. Lock held. */
+static __attribute__((noinline)) uint64_t wait_running(struct ct_source *s, ct_reg_t *reg,
+                                                       uint64_t v)
+{
+    while (s->running == reg) {
+        if (s->running_thread == ct__thread_id())
+            break; /* called from inside this very callback: waiting would deadlock */
+        uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+        s->waiters = 1;
+        unlock(s, v);
+        ct__futex_wait(&s->gen, gen, -1);
+        v = lock(s);
+    }
+    return v;
+}
+
+static inline bool reg_remove(ct_reg_t *reg)
 {
     struct ct_source *s = reg->src_;
     if (!s)
         return reg->ran_ != 0;
-
     uint64_t v = lock(s);
-    bool ran;
-    if (reg->pprev_) {
+    bool ran = reg->pprev_ == NULL;
+    if (!ran) {
         *reg->pprev_ = reg->next_;
         if (reg->next_)
             reg->next_->pprev_ = reg->pprev_;
         reg->pprev_ = NULL;
-        ran = false;
-    } else {
-        ran = true;
-        while (s->running == reg) {
-            if (s->running_thread == ct__thread_id())
-                break; /* called from inside this very callback: waiting would deadlock */
-            uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
-            s->waiters = 1;
-            unlock(s, v);
-            ct__futex_wait(&s->gen, gen, -1);
-            v = lock(s);
-        }
+    } else if (s->running == reg) {
+        v = wait_running(s, reg, v);
     }
     reg->src_ = NULL;
     reg->ran_ = ran;
     unlock_unref(s, v);
     return ran;
+}
+
+int ct_token_register(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, void *arg)
+{
+    if (!reg || !cb)
+        return -EINVAL;
+    return reg_add(tok, reg, cb, arg);
+}
+
+bool ct_token_unregister(ct_reg_t *reg)
+{
+    return reg_remove(reg);
 }
 
 /* ---- creation and teardown ----------------------------------------------------------------- */
@@ -399,8 +415,7 @@ int ct_source_new_linked(ct_source_t **out, const ct_token_t *const parents[], s
     for (size_t i = 0; i < n; i++) {
         if (!parents[i])
             continue;
-        int rc = ct_token_register(parents[i], &s->parents[s->nparents++], on_parent_canceled, s);
-        if (rc == 1)
+        if (reg_add(parents[i], &s->parents[s->nparents++], on_parent_canceled, s) == 1)
             break; /* that parent was canceled already, and so is s now: no need for the rest */
     }
     *out = s;
@@ -412,16 +427,17 @@ void ct_source_free(ct_source_t *s)
     if (!s)
         return;
     for (uint32_t i = 0; i < s->nparents; i++)
-        ct_token_unregister(&s->parents[i]);
-    /* Mark DETACHED so that no timer can be armed any more, then kill the timer if one ever was
-     * (it may still point at s) before dropping the owner's reference. */
-    uint64_t v = load_state(s, __ATOMIC_RELAXED);
-    if (!(v & (ST_TIMER_USED | ST_LOCKED)) &&
-        cas_state(s, &v, (v | ST_DETACHED) - ST_REF, __ATOMIC_ACQ_REL)) {
-        if (ST_REFS(v) == 1)
-            release(s); /* the common case: one CAS */
+        reg_remove(&s->parents[i]);
+    uint64_t v = load_state(s, __ATOMIC_ACQUIRE);
+    if (ST_REFS(v) == 1 && !(v & ST_TIMER_USED)) {
+        /* Only the owner's reference is left and no parent or timer can reach s any more:
+         * nobody else can take a reference, so no atomic operation is needed. The acquire load
+         * pairs with the release of whoever dropped the previous reference. */
+        release(s);
         return;
     }
+    /* Others hold references. Mark DETACHED so that no timer can be armed any more, and kill
+     * the timer if one ever was (it may still point at s) before dropping the owner's one. */
     if (update(s, ST_DETACHED, 0) & ST_TIMER_USED)
         ct__timer_kill(&s->timer);
     unref(s);

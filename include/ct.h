@@ -3,6 +3,8 @@
 #define CT_H
 
 #include "ct/base.h"
+#include "ct/pool.h"
+#include "ct/task.h"
 #include "ct/time.h"
 #include "ct/token.h"
 #include "ct/wait.h"

@@ -204,7 +204,7 @@ int ct_token_register(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, voi
 /* Remove a registration. When this returns, the callback is not running and never will, so
  * `reg` and whatever `arg` points to may be freed. If the callback is running on another thread,
  * this waits for it to return; called from inside that same callback it does not wait.
- * Returns: true if the callback ran (or was running), false if it never will.
+ * Returns: true if the callback ran (or was running), false if it never will (or reg is NULL).
  * Thread: any. */
 bool ct_token_unregister(ct_reg_t *reg);
 

@@ -99,7 +99,8 @@ ssize_t ct_read(int fd, void *buf, size_t len, const ct_token_t *tok, int64_t de
 
 /* Write all `len` bytes. On an error after part of the data was written the stream is left in
  * an unknown state: close it.
- * Returns: len; -ECANCELED; -ETIMEDOUT; -EPIPE, -ECONNRESET and other negative errno.
+ * Returns: len; -ECANCELED; -ETIMEDOUT; -EPIPE, -ECONNRESET and other negative errno; -EINVAL
+ * if len > SSIZE_MAX.
  * Thread: any. */
 ssize_t ct_write(int fd, const void *buf, size_t len, const ct_token_t *tok, int64_t deadline);
 

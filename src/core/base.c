@@ -1,5 +1,6 @@
 /* Error text and the replaceable allocator. */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,8 @@ const void *ct__thread_id(void)
 
 const char *ct_strerror(int err)
 {
+    if (err == INT_MIN)
+        return "unknown error";
     if (err < 0)
         err = -err;
     switch (err) {

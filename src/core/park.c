@@ -28,8 +28,10 @@ static void efd_close(void *p)
 /* A forked child must not share its parent's eventfd: a parent's wake-up would reach it. */
 static void efd_atfork_child(void)
 {
-    if (tls_efd >= 0)
+    if (tls_efd >= 0) {
         close(tls_efd);
+        pthread_setspecific(efd_key, NULL); /* or the thread's exit would close a reused fd */
+    }
     tls_efd = -1;
 }
 

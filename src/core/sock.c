@@ -3,6 +3,7 @@
  * is fine too; other fds fall back to read()/write() and must be non-blocking. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/socket.h>
 
 #include "ct/wait.h"
@@ -33,6 +34,8 @@ ssize_t ct_read(int fd, void *buf, size_t len, const ct_token_t *tok, int64_t de
 
 ssize_t ct_write(int fd, const void *buf, size_t len, const ct_token_t *tok, int64_t deadline)
 {
+    if (len > SSIZE_MAX)
+        return -EINVAL;
     const char *p = buf;
     size_t done = 0;
     bool sock = true;

@@ -76,6 +76,7 @@ static struct {
     uint32_t len, cap;
     int64_t sleep_until; /* deadline the thread sleeps until; INT64_MIN while it is awake */
     bool running, stopping;
+    bool armed_while_stopping; /* a timer was armed during ct_timers_stop(): start again */
     pthread_t thread;
 } svc = {.mu = PTHREAD_MUTEX_INITIALIZER, .sleep_until = INT64_MIN};
 
@@ -234,7 +235,9 @@ int ct__timer_start(struct ct__timer *t, int64_t deadline_ns, int64_t arg)
         rc = -ESRCH;
         goto out;
     }
-    if ((rc = ensure_thread()) < 0)
+    if (svc.stopping)
+        svc.armed_while_stopping = true; /* the stopping thread restarts one after joining */
+    else if ((rc = ensure_thread()) < 0)
         goto out;
     if (t->idx == CT__TIMER_IDLE) {
         if (svc.len == svc.cap) {
@@ -302,6 +305,12 @@ void ct_timers_stop(void)
     pthread_mutex_lock(&svc.mu);
     svc.running = false;
     svc.stopping = false;
+    if (svc.armed_while_stopping) {
+        /* A timeout armed meanwhile found a thread on its way out: it must not be stranded. */
+        svc.armed_while_stopping = false;
+        if (svc.len > 0)
+            ensure_thread();
+    }
     if (svc.len == 0) {
         ct__free(svc.heap);
         svc.heap = NULL;

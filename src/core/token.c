@@ -323,7 +323,7 @@ int ct_token_register(const ct_token_t *tok, ct_reg_t *reg, ct_cancel_cb cb, voi
 
 bool ct_token_unregister(ct_reg_t *reg)
 {
-    return reg_remove(reg);
+    return reg ? reg_remove(reg) : false;
 }
 
 /* ---- creation and teardown ----------------------------------------------------------------- */

@@ -41,7 +41,7 @@ void ct_clock_fake_start(void);
 
 /* Move the fake clock forward by `ms` (>= 0). Before returning, fires on this thread every timeout
  * that fell due (their callbacks run here) and wakes every wait whose deadline passed.
- * Returns: 0; -EINVAL if ms < 0 or the fake clock is not running.
+ * Returns: 0; -EINVAL if ms is outside 0..CT_TIMEOUT_MAX_MS or the fake clock is not running.
  * Thread: any. */
 int ct_clock_fake_advance(int64_t ms);
 
@@ -53,7 +53,7 @@ bool ct_clock_is_fake(void);
 
 /* Stop the timer service's thread and wait for it to end, for a clean process exit (leak checkers,
  * tests). Pending timeouts stay armed; arming another one starts the thread again.
- * Thread: any but the timer thread (from a timeout callback it does nothing). */
+ * Thread: any (concurrent calls are serialized); from a timeout callback it does nothing. */
 void ct_timers_stop(void);
 
 #ifdef __cplusplus

@@ -89,7 +89,7 @@ int ct_source_new(ct_source_t **out);
 /* Create a source that cancels itself with CT_TIMEOUT `timeout_ms` from now (the .NET
  * `new CancellationTokenSource(TimeSpan)`). A timeout of 0 is canceled before this returns.
  * Returns: 0 and *out; -EINVAL if out is NULL or timeout_ms is outside 0..CT_TIMEOUT_MAX_MS;
- * -ENOMEM.
+ * -ENOMEM; -EAGAIN if the timer thread could not start.
  * Thread: any. */
 int ct_source_new_timeout(ct_source_t **out, int64_t timeout_ms);
 
@@ -108,13 +108,16 @@ int ct_source_new_linked(ct_source_t **out, const ct_token_t *const parents[], s
  * critical section cannot hold the process forever. Pass its token instead of the outer one to
  * the calls inside the section; check the outer token again once the section is done.
  * Returns: 0 and *out; -EINVAL if out is NULL or timeout_ms is outside 1..CT_TIMEOUT_MAX_MS (a
- * shield always has a deadline); -ENOMEM.
+ * shield always has a deadline); -ENOMEM; -EAGAIN if the timer thread could not start.
  * Thread: any. */
 int ct_source_new_shield(ct_source_t **out, int64_t timeout_ms);
 
 /* Cancel `src` with `reason` and an optional `detail` (copied, cut at CT_DETAIL_MAX - 1 bytes).
  * The first cancel wins; later calls change nothing. The winner runs the registered callbacks on
- * this thread, newest first, before returning, and then cancels linked children the same way.
+ * this thread, newest first, before returning. A linked child is canceled by its registration
+ * on `src`, in that same order, so its own callbacks run then too (a chain deeper than a few
+ * dozen levels is finished from a queue, still before this returns). What this thread wrote
+ * before canceling is visible to any thread that sees the token canceled.
  * Returns: 1 if this call canceled the source; 0 if it was already canceled; -EINVAL if src is
  * NULL or reason is not one of the reasons above (CT_REASON_NONE is not a reason).
  * Thread: any. */
@@ -123,14 +126,16 @@ int ct_source_cancel(ct_source_t *src, int reason, const char *detail);
 /* Cancel `src` with CT_TIMEOUT `timeout_ms` from now (CancelAfter). A second call replaces the
  * first deadline, earlier or later, as .NET does; -1 removes it. 0 cancels on this thread before
  * returning. On a source that is already canceled, or whose owner has freed it, nothing happens.
+ * A deadline that has already passed may still cancel while a call moves or removes it (the
+ * timer thread was firing it); after ct_source_free() returns, no timeout fires.
  * Returns: 0; -EINVAL if src is NULL or timeout_ms is outside -1..CT_TIMEOUT_MAX_MS; -ENOMEM if
- * the timer service could not grow or start its thread.
+ * the timer heap could not grow; -EAGAIN if the timer thread could not start.
  * Thread: any. */
 int ct_source_cancel_after(ct_source_t *src, int64_t timeout_ms);
 
 /* The owner is done with `src`: detach it from its parents, remove its timer, and drop the
- * owner's reference. It is not canceled. Other holders keep a valid token that will not fire
- * any more unless someone holding a source reference cancels it. NULL is ignored.
+ * owner's reference. It is not canceled. Other holders keep a valid token that no parent and no
+ * timeout cancels any more, only someone holding a source reference. NULL is ignored.
  * Thread: any; once per source. */
 void ct_source_free(ct_source_t *src);
 

@@ -23,6 +23,7 @@ static pthread_once_t efd_once = PTHREAD_ONCE_INIT;
 static void efd_close(void *p)
 {
     close((int) (intptr_t) p - 1);
+    tls_efd = -1; /* a later key destructor on this thread that waits makes a new one */
 }
 
 /* A forked child must not share its parent's eventfd: a parent's wake-up would reach it. */
@@ -41,6 +42,35 @@ static void efd_init(void)
     pthread_atfork(NULL, NULL, efd_atfork_child);
 }
 
+/* ---- the fake-clock list ------------------------------------------------------------------- */
+
+static pthread_mutex_t fake_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ct__waiter *fake_head;
+
+static void fake_atfork_prepare(void)
+{
+    pthread_mutex_lock(&fake_mu);
+}
+
+static void fake_atfork_parent(void)
+{
+    pthread_mutex_unlock(&fake_mu);
+}
+
+/* The child's only thread is the forking one, which waits for nothing. */
+static void fake_atfork_child(void)
+{
+    pthread_mutex_init(&fake_mu, NULL);
+    fake_head = NULL;
+}
+
+static void fake_init(void)
+{
+    pthread_atfork(fake_atfork_prepare, fake_atfork_parent, fake_atfork_child);
+}
+
+static pthread_once_t fake_once = PTHREAD_ONCE_INIT;
+
 static int thread_efd(void)
 {
     if (tls_efd >= 0)
@@ -52,11 +82,6 @@ static int thread_efd(void)
     pthread_setspecific(efd_key, (void *) (intptr_t) (fd + 1)); /* closed at thread exit */
     return tls_efd = fd;
 }
-
-/* ---- the fake-clock list ------------------------------------------------------------------- */
-
-static pthread_mutex_t fake_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ct__waiter *fake_head;
 
 static void kick(struct ct__waiter *w)
 {
@@ -77,6 +102,7 @@ void ct__park_clock_changed(void)
 
 static void fake_add(struct ct__waiter *w)
 {
+    pthread_once(&fake_once, fake_init);
     pthread_mutex_lock(&fake_mu);
     w->fprev = NULL;
     w->fnext = fake_head;

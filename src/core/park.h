@@ -43,7 +43,8 @@ static inline void ct__waiter_init(struct ct__waiter *w)
 }
 
 /* Mark `w` signaled. Call with the lock of the queue `w` is in; then, after unlocking, call
- * ct__waiter_wake() with the returned value and the address of w->word. */
+ * ct__waiter_wake() with the returned value and the address of w->word. Only for waiters that
+ * park without an fd: the wake is a futex wake, which an address alone is enough for. */
 static inline uint32_t ct__waiter_signal(struct ct__waiter *w)
 {
     return __atomic_fetch_or(&w->word, CT__W_SIGNALED, __ATOMIC_RELEASE);
@@ -58,10 +59,11 @@ void ct__waiter_wake(uint32_t *word, uint32_t old);
  * -EMFILE/-ENFILE if no eventfd could be made for an fd wait. */
 int ct__park(struct ct__waiter *w, struct pollfd *pfd, const ct_token_t *tok, int64_t deadline_ns);
 
-/* Deadline in ns on the ct clock for a public deadline in ms (-1 stays -1). */
+/* Deadline in ns on the ct clock for a public deadline in ms (-1 stays -1). A deadline beyond
+ * what nanoseconds can hold (about 292 years of uptime) is no deadline. */
 static inline int64_t ct__deadline_ns(int64_t deadline_ms)
 {
-    return deadline_ms < 0 ? -1 : deadline_ms * 1000000;
+    return deadline_ms < 0 || deadline_ms >= INT64_MAX / 1000000 ? -1 : deadline_ms * 1000000;
 }
 
 #endif

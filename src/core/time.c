@@ -81,6 +81,16 @@ static struct {
 } svc = {.mu = PTHREAD_MUTEX_INITIALIZER, .sleep_until = INT64_MIN};
 
 static pthread_once_t svc_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t stop_mu = PTHREAD_MUTEX_INITIALIZER; /* one ct_timers_stop() at a time */
+
+static void cv_init(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&svc.cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
 
 static void atfork_prepare(void)
 {
@@ -92,22 +102,22 @@ static void atfork_parent(void)
     pthread_mutex_unlock(&svc.mu);
 }
 
-/* The child has no timer thread; the next arming starts one. */
+/* The child has no timer thread; the next arming starts one. The condition variable still
+ * counts the parent's sleeping timer thread as a waiter, and glibc's signal would wait for it
+ * forever: both it and the mutex are made anew. */
 static void atfork_child(void)
 {
+    pthread_mutex_init(&svc.mu, NULL);
+    cv_init();
     svc.running = false;
     svc.stopping = false;
+    svc.armed_while_stopping = false;
     svc.sleep_until = INT64_MIN;
-    pthread_mutex_unlock(&svc.mu);
 }
 
 static void svc_init(void)
 {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&svc.cv, &attr);
-    pthread_condattr_destroy(&attr);
+    cv_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
@@ -292,9 +302,11 @@ void ct__timer_kill(struct ct__timer *t)
 void ct_timers_stop(void)
 {
     pthread_once(&svc_once, svc_init);
+    pthread_mutex_lock(&stop_mu);
     pthread_mutex_lock(&svc.mu);
     if (!svc.running || pthread_equal(svc.thread, pthread_self())) {
         pthread_mutex_unlock(&svc.mu);
+        pthread_mutex_unlock(&stop_mu);
         return;
     }
     svc.stopping = true;
@@ -306,7 +318,8 @@ void ct_timers_stop(void)
     svc.running = false;
     svc.stopping = false;
     if (svc.armed_while_stopping) {
-        /* A timeout armed meanwhile found a thread on its way out: it must not be stranded. */
+        /* A timeout armed meanwhile found a thread on its way out: start another. If that
+         * fails the timeout waits for the next arming, which tries again. */
         svc.armed_while_stopping = false;
         if (svc.len > 0)
             ensure_thread();
@@ -317,6 +330,7 @@ void ct_timers_stop(void)
         svc.cap = 0;
     }
     pthread_mutex_unlock(&svc.mu);
+    pthread_mutex_unlock(&stop_mu);
 }
 
 /* ---- fake clock ---------------------------------------------------------------------------- */
@@ -329,7 +343,7 @@ void ct_clock_fake_start(void)
 
 int ct_clock_fake_advance(int64_t ms)
 {
-    if (ms < 0 || !ct_clock_is_fake())
+    if (ms < 0 || ms > CT_TIMEOUT_MAX_MS || !ct_clock_is_fake())
         return -EINVAL;
     int64_t now = __atomic_add_fetch(&fake.now_ns, ms * 1000000, __ATOMIC_ACQ_REL);
     pthread_once(&svc_once, svc_init);

@@ -53,6 +53,8 @@ struct ct_source {
     uint8_t kind;
     uint32_t nparents;
     struct ct_source *cause; /* what canceled this: itself, or a parent (a reference is held) */
+    struct ct_source *defer_next, *defer_parent; /* this thread's deferred cancellations */
+    int deferred;                                /* atomic: queued there once already */
     struct ct__timer timer;
     char detail[CT_DETAIL_MAX];
     struct ct_reg parents[]; /* a linked source's registrations on its parents */
@@ -160,14 +162,17 @@ static void wait_published(const struct ct_source *s)
 /* ---- cancellation -------------------------------------------------------------------------- */
 
 /* Cancel `s`, recording `cause` (s itself, or a parent on which the caller took a reference
- * that passes to s if this call wins). Runs the callbacks on this thread.
- * Returns 1 if this call canceled s, 0 if it was canceled already. */
-static int cancel(struct ct_source *s, int reason, const char *detail, struct ct_source *cause)
+ * that passes to s if this call wins). Runs the callbacks on this thread. With `unless_detached`
+ * (a timer, a deferred parent) nothing happens once the owner has freed s: after
+ * ct_source_free() returns, neither cancels it any more.
+ * Returns 1 if this call canceled s, 0 if it was canceled already (or detached). */
+static int cancel_one(struct ct_source *s, int reason, const char *detail, struct ct_source *cause,
+                      bool unless_detached)
 {
     unsigned spins = 0;
     uint64_t v = load_state(s, __ATOMIC_RELAXED);
     for (;;) {
-        if (v & ST_CANCELED)
+        if ((v & ST_CANCELED) || (unless_detached && (v & ST_DETACHED)))
             return 0;
         if (v & ST_LOCKED) {
             ct__spin(&spins);
@@ -175,9 +180,10 @@ static int cancel(struct ct_source *s, int reason, const char *detail, struct ct
             continue;
         }
         /* Win, lock, and take a reference for the duration: a callback may drop the last
-         * other reference (a request freeing itself once its token fired). */
+         * other reference (a request freeing itself once its token fired). Release: whoever
+         * sees the canceled bit also sees what this thread wrote before canceling. */
         uint64_t won = v | ST_CANCELED | ST_LOCKED | ((uint64_t) reason << CT__REASON_SHIFT);
-        if (cas_state(s, &v, won + ST_REF, __ATOMIC_ACQUIRE)) {
+        if (cas_state(s, &v, won + ST_REF, __ATOMIC_ACQ_REL)) {
             v = won + ST_REF;
             break;
         }
@@ -227,6 +233,33 @@ static int cancel(struct ct_source *s, int reason, const char *detail, struct ct
     return 1;
 }
 
+/* Canceling a parent cancels its linked children from its callbacks, which recurses once per
+ * level of a chain. Past MAX_DEPTH levels the children are queued on the thread instead (each
+ * holding a reference on itself and on its parent), and the outermost cancel on the thread
+ * cancels them before it returns, so chains of any length cannot overflow the stack. */
+#define MAX_DEPTH 32
+static _Thread_local unsigned cancel_depth;
+static _Thread_local struct ct_source *deferred_head;
+
+static int cancel(struct ct_source *s, int reason, const char *detail, struct ct_source *cause,
+                  bool unless_detached)
+{
+    cancel_depth++;
+    int rc = cancel_one(s, reason, detail, cause, unless_detached);
+    if (cancel_depth == 1) {
+        struct ct_source *c;
+        while ((c = deferred_head)) {
+            deferred_head = c->defer_next;
+            struct ct_source *parent = c->defer_parent;
+            if (!cancel_one(c, ct_token_reason(&parent->tok), parent->detail, parent, true))
+                unref(parent);
+            unref(c);
+        }
+    }
+    cancel_depth--;
+    return rc;
+}
+
 static bool reason_valid(int reason)
 {
     return (reason >= CT_CANCELED && reason <= CT_SIBLING_FAILED) ||
@@ -237,7 +270,7 @@ int ct_source_cancel(ct_source_t *src, int reason, const char *detail)
 {
     if (!src || !reason_valid(reason))
         return -EINVAL;
-    return cancel(src, reason, detail, src);
+    return cancel(src, reason, detail, src, false);
 }
 
 /* ---- registration -------------------------------------------------------------------------- */
@@ -348,6 +381,7 @@ static struct ct_source *alloc_source(enum kind kind, size_t nparents, uint64_t 
     s->kind = (uint8_t) kind;
     s->nparents = 0;
     s->cause = NULL;
+    s->deferred = 0;
     ct__timer_init(&s->timer, &timer_ops);
     return s;
 }
@@ -398,7 +432,20 @@ static void on_parent_canceled(void *arg, const ct_token_t *ptok)
     struct ct_source *child = arg, *parent = src_of(ptok);
     wait_published(parent);
     ref(parent); /* kept by the child as its cause */
-    if (!cancel(child, ct_token_reason(ptok), parent->detail, parent))
+    if (cancel_depth >= MAX_DEPTH) {
+        int no = 0;
+        if (__atomic_compare_exchange_n(&child->deferred, &no, 1, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            ref(child);
+            child->defer_parent = parent;
+            child->defer_next = deferred_head;
+            deferred_head = child;
+            return;
+        }
+        unref(parent); /* queued already, by another of its parents */
+        return;
+    }
+    if (!cancel(child, ct_token_reason(ptok), parent->detail, parent, false))
         unref(parent);
 }
 
@@ -478,7 +525,7 @@ static void cancel_timeout(struct ct_source *s, int64_t timeout_ms)
              s->kind == KIND_SHIELD ? "shield deadline of %lld ms passed"
                                     : "timed out after %lld ms",
              (long long) timeout_ms);
-    cancel(s, CT_TIMEOUT, detail, s);
+    cancel(s, CT_TIMEOUT, detail, s, true);
 }
 
 static void timer_pin(struct ct__timer *t)

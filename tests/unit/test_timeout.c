@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ct/time.h"
 #include "ct/token.h"
@@ -366,6 +370,89 @@ static void test_earlier_timeout_wakes_the_sleeping_timer_thread(void **state)
     ct_timers_stop();
 }
 
+/* Are all the other threads of this process asleep (state S in /proc)? */
+static bool others_asleep(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return false;
+    bool asleep = true;
+    struct dirent *e;
+    pid_t self = (pid_t) syscall(SYS_gettid);
+    while (asleep && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == self)
+            continue;
+        char path[300], buf[256];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *close_paren = strrchr(buf, ')');
+        asleep = close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
+    }
+    closedir(d);
+    return asleep;
+}
+
+static void test_forked_child_can_use_timeouts(void **state)
+{
+    /* The parent's timer thread sleeps on its condition variable when the process forks; the
+     * child must start its own and use it, more than once. */
+    if (CT_TEST_TSAN)
+        skip(); /* TSan cannot run threads in the child of a multi-threaded process */
+    ct_source_t *s;
+    assert_int_equal(0, ct_source_new_timeout(&s, 3600 * 1000));
+    assert_true(CT_WAIT_FOR(others_asleep(), 5000));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (int i = 0; i < 3; i++) {
+            ct_sem_t sem;
+            ct_sem_init(&sem, 0);
+            ct_source_t *t;
+            if (ct_source_new_timeout(&t, 5) < 0)
+                _exit(2);
+            ct_reg_t reg;
+            ct_token_register(ct_source_token(t), &reg, post_cb, &sem);
+            if (ct_sem_wait(&sem, NULL, ct_deadline_after(10000)) < 0)
+                _exit(3);
+            ct_token_unregister(&reg);
+            ct_source_free(t);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    assert_true(CT_WAIT_FOR(waitpid(pid, &status, WNOHANG) == pid, 20000));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(0, WEXITSTATUS(status));
+    ct_source_free(s);
+    ct_timers_stop();
+}
+
+static void *stop_thread(void *arg)
+{
+    (void) arg;
+    ct_timers_stop();
+    return NULL;
+}
+
+static void test_concurrent_timers_stop_calls_all_return(void **state)
+{
+    for (int round = 0; round < 50; round++) {
+        ct_source_t *s;
+        assert_int_equal(0, ct_source_new_timeout(&s, 60000)); /* the thread runs */
+        ct_test_thread_t *a = ct_test_thread_start(stop_thread, NULL);
+        ct_test_thread_t *b = ct_test_thread_start(stop_thread, NULL);
+        ct_timers_stop();
+        ct_test_thread_join(a);
+        ct_test_thread_join(b);
+        ct_source_free(s);
+    }
+}
+
 CT_TEST_MAIN(FAKE(test_timeout_fires_when_the_clock_reaches_the_deadline),
              FAKE(test_timeout_of_zero_is_canceled_at_creation),
              FAKE(test_timeout_rejects_out_of_range_values),
@@ -381,4 +468,6 @@ CT_TEST_MAIN(FAKE(test_timeout_fires_when_the_clock_reaches_the_deadline),
              FAKE(test_sleep_ends_when_the_fake_clock_passes_its_deadline),
              FAKE(test_fake_clock_reports_its_own_time),
              cmocka_unit_test(test_timer_thread_fires_on_the_real_clock),
-             cmocka_unit_test(test_earlier_timeout_wakes_the_sleeping_timer_thread))
+             cmocka_unit_test(test_earlier_timeout_wakes_the_sleeping_timer_thread),
+             cmocka_unit_test(test_forked_child_can_use_timeouts),
+             cmocka_unit_test(test_concurrent_timers_stop_calls_all_return))

@@ -1,5 +1,6 @@
 /* Sources, tokens, callbacks and linked sources: the contract of ct/token.h. */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -525,6 +526,33 @@ static void test_linked_source_rejects_bad_arguments(void **state)
     assert_int_equal(-EINVAL, ct_source_new_linked(&c, NULL, 2));
 }
 
+static void test_deep_chain_of_linked_sources_cancels_without_overflowing_the_stack(void **state)
+{
+    enum { DEPTH = 200000 }; /* one stack frame set per level would need far more than 8 MB */
+    ct_source_t **chain = malloc(DEPTH * sizeof(*chain));
+    assert_int_equal(0, ct_source_new(&chain[0]));
+    for (int i = 1; i < DEPTH; i++) {
+        const ct_token_t *parents[] = {ct_source_token(chain[i - 1])};
+        assert_int_equal(0, ct_source_new_linked(&chain[i], parents, 1));
+    }
+    struct log log = {0};
+    struct entry e = {&log, 1};
+    ct_reg_t reg;
+    ct_token_register(ct_source_token(chain[DEPTH - 1]), &reg, record, &e);
+    ct_source_cancel(chain[0], CT_SHUTDOWN, "root");
+    /* Done before cancel returned, all the way down. */
+    assert_int_equal(1, log.n);
+    const ct_token_t *leaf = ct_source_token(chain[DEPTH - 1]);
+    assert_int_equal(CT_SHUTDOWN, ct_token_reason(leaf));
+    assert_string_equal("root", ct_token_detail(leaf));
+    assert_ptr_equal(ct_source_token(chain[0]), ct_token_origin(leaf));
+    assert_true(ct_token_caused_by(leaf, ct_source_token(chain[DEPTH / 2])));
+    ct_token_unregister(&reg);
+    for (int i = DEPTH - 1; i >= 0; i--)
+        ct_source_free(chain[i]);
+    free(chain);
+}
+
 /* ---- ownership ----------------------------------------------------------------------------- */
 
 static void test_free_does_not_cancel(void **state)
@@ -581,36 +609,39 @@ static void test_reason_names_and_error_text(void **state)
     assert_string_equal("Cannot allocate memory", ct_strerror(-ENOMEM));
     assert_string_equal(ct_strerror(-EINVAL), ct_strerror(EINVAL));
     assert_non_null(ct_strerror(-99999));
+    assert_string_equal("unknown error", ct_strerror(INT_MIN));
+    assert_false(ct_token_unregister(NULL));
     assert_int_equal(-EINVAL, ct_source_new(NULL));
 }
 
-CT_TEST_MAIN(cmocka_unit_test(test_new_source_is_not_canceled),
-             cmocka_unit_test(test_null_token_is_never_canceled),
-             cmocka_unit_test(test_cancel_records_reason_and_detail),
-             cmocka_unit_test(test_cancel_without_detail_gives_empty_detail),
-             cmocka_unit_test(test_first_cancel_wins),
-             cmocka_unit_test(test_cancel_rejects_invalid_reason),
-             cmocka_unit_test(test_user_reason_codes_are_kept),
-             cmocka_unit_test(test_detail_is_cut_at_detail_max),
-             cmocka_unit_test(test_callbacks_run_once_newest_first),
-             cmocka_unit_test(test_callback_runs_on_canceling_thread),
-             cmocka_unit_test(test_register_after_cancel_runs_at_once_on_this_thread),
-             cmocka_unit_test(test_register_rejects_missing_arguments),
-             cmocka_unit_test(test_unregister_before_cancel_prevents_callback),
-             cmocka_unit_test(test_unregister_waits_for_running_callback),
-             cmocka_unit_test(test_unregister_inside_own_callback_does_not_deadlock),
-             cmocka_unit_test(test_callback_can_unregister_a_pending_callback),
-             cmocka_unit_test(test_callback_can_cancel_another_source),
-             cmocka_unit_test(test_callback_sees_reason_detail_and_origin),
-             cmocka_unit_test(test_linked_source_is_canceled_by_any_parent),
-             cmocka_unit_test(test_linked_source_keeps_the_first_parents_reason),
-             cmocka_unit_test(test_linked_source_with_a_canceled_parent_starts_canceled),
-             cmocka_unit_test(test_linked_source_skips_null_parents),
-             cmocka_unit_test(test_linked_chain_reports_the_origin),
-             cmocka_unit_test(test_linked_source_cancel_does_not_reach_parents),
-             cmocka_unit_test(test_freed_linked_source_is_detached_from_parents),
-             cmocka_unit_test(test_linked_source_rejects_bad_arguments),
-             cmocka_unit_test(test_free_does_not_cancel),
-             cmocka_unit_test(test_source_ref_can_cancel_after_owner_free),
-             cmocka_unit_test(test_registration_keeps_the_token_alive),
-             cmocka_unit_test(test_reason_names_and_error_text))
+CT_TEST_MAIN(
+    cmocka_unit_test(test_new_source_is_not_canceled),
+    cmocka_unit_test(test_null_token_is_never_canceled),
+    cmocka_unit_test(test_cancel_records_reason_and_detail),
+    cmocka_unit_test(test_cancel_without_detail_gives_empty_detail),
+    cmocka_unit_test(test_first_cancel_wins), cmocka_unit_test(test_cancel_rejects_invalid_reason),
+    cmocka_unit_test(test_user_reason_codes_are_kept),
+    cmocka_unit_test(test_detail_is_cut_at_detail_max),
+    cmocka_unit_test(test_callbacks_run_once_newest_first),
+    cmocka_unit_test(test_callback_runs_on_canceling_thread),
+    cmocka_unit_test(test_register_after_cancel_runs_at_once_on_this_thread),
+    cmocka_unit_test(test_register_rejects_missing_arguments),
+    cmocka_unit_test(test_unregister_before_cancel_prevents_callback),
+    cmocka_unit_test(test_unregister_waits_for_running_callback),
+    cmocka_unit_test(test_unregister_inside_own_callback_does_not_deadlock),
+    cmocka_unit_test(test_callback_can_unregister_a_pending_callback),
+    cmocka_unit_test(test_callback_can_cancel_another_source),
+    cmocka_unit_test(test_callback_sees_reason_detail_and_origin),
+    cmocka_unit_test(test_linked_source_is_canceled_by_any_parent),
+    cmocka_unit_test(test_linked_source_keeps_the_first_parents_reason),
+    cmocka_unit_test(test_linked_source_with_a_canceled_parent_starts_canceled),
+    cmocka_unit_test(test_linked_source_skips_null_parents),
+    cmocka_unit_test(test_linked_chain_reports_the_origin),
+    cmocka_unit_test(test_linked_source_cancel_does_not_reach_parents),
+    cmocka_unit_test(test_freed_linked_source_is_detached_from_parents),
+    cmocka_unit_test(test_linked_source_rejects_bad_arguments),
+    cmocka_unit_test(test_deep_chain_of_linked_sources_cancels_without_overflowing_the_stack),
+    cmocka_unit_test(test_free_does_not_cancel),
+    cmocka_unit_test(test_source_ref_can_cancel_after_owner_free),
+    cmocka_unit_test(test_registration_keeps_the_token_alive),
+    cmocka_unit_test(test_reason_names_and_error_text))

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "ct/time.h"
 #include "ct/token.h"
 #include "testutil.h"
 
@@ -254,6 +255,82 @@ static void test_race_concurrent_cancels_have_one_winner(void **state)
     assert_int_equal(iterations() / 4, total);
 }
 
+/* ---- a cancel publishes what was written before it --------------------------------------- */
+
+struct publish {
+    ct_source_t *src;
+    int payload; /* written before cancel, read after seeing the token canceled: no atomics */
+};
+
+static void *publisher(void *arg)
+{
+    struct publish *p = arg;
+    p->payload = 42;
+    ct_source_cancel(p->src, CT_SIBLING_FAILED, NULL);
+    return NULL;
+}
+
+static void test_cancel_publishes_the_writes_made_before_it(void **state)
+{
+    /* The reader synchronises only through the token. TSan reports a race if the cancel's CAS
+     * is not a release; on x86 the value check alone cannot fail. */
+    for (int i = 0; i < 2000; i++) {
+        struct publish p = {0};
+        ct_source_new(&p.src);
+        ct_test_thread_t *th = ct_test_thread_start(publisher, &p);
+        unsigned spins = 0;
+        while (!ct_token_canceled(ct_source_token(p.src)))
+            if (++spins % 64 == 0)
+                sched_yield();
+        assert_int_equal(42, p.payload);
+        ct_test_thread_join(th);
+        ct_source_free(p.src);
+    }
+}
+
+/* ---- a timeout never fires after free returns -------------------------------------------- */
+
+struct fire_race {
+    struct barrier bar;
+    ct_source_t *src;
+    const ct_token_t *tok;
+    int canceled_at_free_return;
+};
+
+static void *advance_side(void *arg)
+{
+    struct fire_race *fr = arg;
+    for (int i = 0; i < iterations() / 10; i++) {
+        barrier_wait(&fr->bar);
+        ct_clock_fake_advance(10);
+        barrier_wait(&fr->bar);
+    }
+    return NULL;
+}
+
+static void test_race_timeout_never_fires_after_free_returns(void **state)
+{
+    struct fire_race fr = {.bar = {.n = 2}};
+    ct_clock_fake_start();
+    ct_test_thread_t *th = ct_test_thread_start(advance_side, &fr);
+    int fired_before = 0;
+    for (int i = 0; i < iterations() / 10; i++) {
+        assert_int_equal(0, ct_source_new_timeout(&fr.src, 10));
+        fr.tok = ct_token_ref(ct_source_token(fr.src));
+        barrier_wait(&fr.bar);
+        ct_source_free(fr.src); /* races the firing on the other thread */
+        bool at_return = ct_token_canceled(fr.tok);
+        barrier_wait(&fr.bar);
+        if (at_return != ct_token_canceled(fr.tok))
+            fail_msg("iteration %d: the timeout fired after free returned", i);
+        fired_before += at_return;
+        ct_token_unref(fr.tok);
+    }
+    ct_test_thread_join(th);
+    ct_clock_fake_stop();
+    printf("fired before free returned in %d of %d iterations\n", fired_before, iterations() / 10);
+}
+
 /* ---- long-lived parent, short-lived children ----------------------------------------------- */
 
 static long rss_kb(void)
@@ -347,4 +424,6 @@ CT_TEST_MAIN(cmocka_unit_test(test_race_cancel_against_register_runs_callback_ex
              cmocka_unit_test(test_race_cancel_against_free_and_register),
              cmocka_unit_test(test_race_concurrent_cancels_have_one_winner),
              cmocka_unit_test(test_million_linked_children_keep_memory_flat),
-             cmocka_unit_test(test_race_children_created_while_parent_cancels))
+             cmocka_unit_test(test_race_children_created_while_parent_cancels),
+             cmocka_unit_test(test_cancel_publishes_the_writes_made_before_it),
+             cmocka_unit_test(test_race_timeout_never_fires_after_free_returns))

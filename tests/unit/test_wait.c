@@ -187,6 +187,24 @@ static void test_fd_wait_deadline_follows_the_fake_clock(void **state)
     close(p[1]);
 }
 
+static void test_far_future_deadlines_mean_no_deadline(void **state)
+{
+    int p[2];
+    make_pipe(p);
+    assert_int_equal(1, write(p[1], "x", 1));
+    assert_int_equal(POLLIN, ct_fd_wait(p[0], POLLIN, NULL, INT64_MAX));
+    ct_sem_t sem;
+    ct_sem_init(&sem, 1);
+    assert_int_equal(0, ct_sem_wait(&sem, NULL, INT64_MAX));
+    ct_source_t *s = new_source();
+    ct_source_cancel(s, CT_CANCELED, NULL);
+    assert_int_equal(-ECANCELED, ct_sem_wait(&sem, ct_source_token(s), INT64_MAX));
+    ct_source_free(s);
+    ct_sem_destroy(&sem);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* ---- semaphore ----------------------------------------------------------------------------- */
 
 static void test_sem_counts_permits(void **state)
@@ -418,6 +436,7 @@ CT_TEST_MAIN(cmocka_unit_test(test_sleep_returns_ecanceled_when_the_token_fires)
              cmocka_unit_test(test_fd_wait_with_a_past_deadline_polls_once),
              cmocka_unit_test(test_fd_wait_rejects_bad_fds),
              cmocka_unit_test(test_fd_wait_deadline_follows_the_fake_clock),
+             cmocka_unit_test(test_far_future_deadlines_mean_no_deadline),
              cmocka_unit_test(test_sem_counts_permits),
              cmocka_unit_test(test_sem_post_reports_overflow),
              cmocka_unit_test(test_sem_wait_returns_ecanceled_and_takes_no_permit),

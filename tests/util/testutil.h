@@ -33,6 +33,17 @@ int ct_test_main(int argc, char **argv, const struct CMUnitTest *tests, size_t n
 #ifndef CT_TEST_SANITIZED
 #define CT_TEST_SANITIZED 0
 #endif
+/* Built with TSan? (It cannot start threads in the child of a multi-threaded fork.) */
+#if defined(__SANITIZE_THREAD__)
+#define CT_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CT_TEST_TSAN 1
+#endif
+#endif
+#ifndef CT_TEST_TSAN
+#define CT_TEST_TSAN 0
+#endif
 
 /* The CT_TEST_SCALE multiplier (sanitizer builds are slower); at least 1. */
 int ct_test_scale(void);

@@ -3,6 +3,7 @@
 #define CT_H
 
 #include "ct/base.h"
+#include "ct/chan.h"
 #include "ct/time.h"
 #include "ct/token.h"
 #include "ct/wait.h"

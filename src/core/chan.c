@@ -22,6 +22,7 @@
  * slot) is left behind while another thread sleeps. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 
 #include "chan_store.h"
 #include "ct/chan.h"
@@ -29,9 +30,15 @@
 #include "internal.h"
 #include "park.h"
 
-/* Spinning before parking: rounds of SPIN_PAUSES cpu pauses, each followed by one more try. */
-#define SPIN_ROUNDS 32
-#define SPIN_PAUSES 16
+/* Before parking, try again SPIN_PAUSE_ROUNDS times after SPIN_PAUSES cpu pauses each (about
+ * 2 us in all: the other side, running on the other core, usually moves by then), then
+ * SPIN_YIELD_ROUNDS times after a sched_yield() each (when both sides share a core, the other
+ * one must run before anything can change; a yield lets it, a futex round trip costs far more).
+ * Tuned with bench/bench_chan.c on a 2-core VM, where a park and wake-up round trip costs tens
+ * of microseconds. */
+#define SPIN_PAUSE_ROUNDS 8
+#define SPIN_PAUSES       8
+#define SPIN_YIELD_ROUNDS 16
 
 struct waitq {
     struct ct__waiter *head, *tail; /* under the channel's lock */
@@ -153,12 +160,19 @@ static int attempt(ct_chan_t *ch, const struct op *op)
     return rc;
 }
 
-/* Try again for a little while before parking; stop early if the token fires. */
-static int spin(ct_chan_t *ch, const struct op *op, const ct_token_t *tok)
+/* Try again for a little while before parking; stop early if the token fires or the deadline
+ * passes (the caller then parks, which sorts out which). */
+static int spin(ct_chan_t *ch, const struct op *op, const ct_token_t *tok, int64_t deadline_ns)
 {
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
-        for (int k = 0; k < SPIN_PAUSES; k++)
-            ct__cpu_relax();
+    for (int i = 0; i < SPIN_PAUSE_ROUNDS + SPIN_YIELD_ROUNDS; i++) {
+        if (i < SPIN_PAUSE_ROUNDS) {
+            for (int k = 0; k < SPIN_PAUSES; k++)
+                ct__cpu_relax();
+        } else {
+            sched_yield();
+            if (deadline_ns >= 0 && ct_now_ns() >= deadline_ns)
+                return -EAGAIN;
+        }
         if (ct_token_canceled(tok))
             return -ECANCELED;
         int rc = attempt(ch, op);
@@ -215,7 +229,7 @@ static int run(ct_chan_t *ch, struct waitq *q, const struct op *op, const ct_tok
     int64_t deadline_ns = deadline_to_ns(deadline);
     if (deadline_ns >= 0 && ct_now_ns() >= deadline_ns)
         return -ETIMEDOUT;
-    rc = spin(ch, op, tok);
+    rc = spin(ch, op, tok, deadline_ns);
     if (rc != -EAGAIN)
         return rc;
     return wait_on(ch, q, op, tok, deadline_ns);

@@ -5,13 +5,13 @@
  * waiting on the other side?". Only when the answer is yes does it take the channel's lock, to
  * wake one waiter.
  *
- * A thread that has to wait spins briefly first (on a 2-core machine the other side often
- * frees a slot within a microsecond, and a futex round trip costs several), then queues a
- * ct__waiter on its side's queue (senders wait for room, receivers for an element), tries once
- * more, and parks in ct__park(). Queuing is a seq_cst increment of the queue's count before the
- * last try; the other side's seq_cst CAS on the ring comes before its seq_cst load of that
- * count. So either the last try sees the other side's change, or the other side sees the
- * waiter and wakes it: no wake-up is lost, and nobody pays for one when nobody waits.
+ * A thread that has to wait spins briefly first (see SPIN_* below: a park and wake-up round trip
+ * costs far more than the other side usually takes to move), then queues a ct__waiter on its
+ * side's queue (senders wait for room, receivers for an element), tries once more, and parks in
+ * ct__park(). Queuing is a seq_cst increment of the queue's count before the last try; the other
+ * side's seq_cst CAS on the ring comes before its seq_cst load of that count. So either the last
+ * try sees the other side's change, or the other side sees the waiter and wakes it: no wake-up
+ * is lost, and nobody pays for one when nobody waits.
  *
  * A wake-up is a promise, not a transfer: the element stays in the ring until a receiver's CAS
  * takes it, so it can never be lost or taken twice. The waker dequeues the waiter and marks it

@@ -125,6 +125,26 @@ static bool racers_asleep(struct race *r)
     return true;
 }
 
+/* Start the racers running `fn` and return once all of them are blocked in the channel. */
+static void racers_start(struct race *r, struct racer me[RACERS], ct_test_thread_t *th[RACERS],
+                         void *(*fn)(void *) )
+{
+    for (int i = 0; i < RACERS; i++) {
+        me[i] = (struct racer){r, i};
+        th[i] = ct_test_thread_start(fn, &me[i]);
+    }
+    assert_true(CT_WAIT_FOR(racers_asleep(r), 10000));
+}
+
+/* Join the racers: each one's last call saw the token. */
+static void racers_join(struct race *r, ct_test_thread_t *th[RACERS])
+{
+    for (int i = 0; i < RACERS; i++) {
+        ct_test_thread_join(th[i]);
+        assert_int_equal(-ECANCELED, r->rc[i]);
+    }
+}
+
 /* Receivers blocked on an empty channel; a burst of sends wakes them while their token fires.
  * Every element must end up received exactly once, by a receiver or by the final drain. */
 static void test_element_is_never_lost_or_duplicated_when_cancel_races_wakeup(void **state)
@@ -135,21 +155,14 @@ static void test_element_is_never_lost_or_duplicated_when_cancel_races_wakeup(vo
         r.src = new_source();
         struct racer me[RACERS];
         ct_test_thread_t *th[RACERS];
-        for (int i = 0; i < RACERS; i++) {
-            me[i] = (struct racer){&r, i};
-            th[i] = ct_test_thread_start(race_receiver, &me[i]);
-        }
-        assert_true(CT_WAIT_FOR(racers_asleep(&r), 10000));
+        racers_start(&r, me, th, race_receiver);
         int cut = round % (RACE_MSGS * RACERS);
         for (int64_t v = 0; v < RACE_MSGS * RACERS; v++) {
             if (v == cut)
                 ct_source_cancel(r.src, CT_CANCELED, NULL);
             send_value(r.ch, v);
         }
-        for (int i = 0; i < RACERS; i++) {
-            ct_test_thread_join(th[i]);
-            assert_int_equal(-ECANCELED, r.rc[i]);
-        }
+        racers_join(&r, th);
         int64_t v;
         while (ct_chan_try_recv(r.ch, &v) == 0)
             r.seen[v]++;
@@ -178,6 +191,16 @@ static void *race_sender(void *arg)
     return NULL;
 }
 
+/* Count a received element: 1 if it is one of the prefilled ones (-1), else 0 and `seen` goes up.
+ */
+static int tally(struct race *r, int64_t v)
+{
+    if (v < 0)
+        return 1;
+    r->seen[v]++;
+    return 0;
+}
+
 /* Senders blocked on a full channel; receives free room while their token fires. An element is
  * in the channel exactly when its send returned 0. */
 static void test_send_is_never_lost_or_duplicated_when_cancel_races_wakeup(void **state)
@@ -191,34 +214,19 @@ static void test_send_is_never_lost_or_duplicated_when_cancel_races_wakeup(void 
             send_value(r.ch, -1);
         struct racer me[RACERS];
         ct_test_thread_t *th[RACERS];
-        for (int i = 0; i < RACERS; i++) {
-            me[i] = (struct racer){&r, i};
-            th[i] = ct_test_thread_start(race_sender, &me[i]);
-        }
-        assert_true(CT_WAIT_FOR(racers_asleep(&r), 10000));
+        racers_start(&r, me, th, race_sender);
         int cut = round % 8, prefill_seen = 0;
         for (int i = 0; i < 8; i++) {
             if (i == cut)
                 ct_source_cancel(r.src, CT_CANCELED, NULL);
             int64_t v;
-            if (ct_chan_try_recv(r.ch, &v) == 0) {
-                if (v < 0)
-                    prefill_seen++;
-                else
-                    r.seen[v]++;
-            }
+            if (ct_chan_try_recv(r.ch, &v) == 0)
+                prefill_seen += tally(&r, v);
         }
-        for (int i = 0; i < RACERS; i++) {
-            ct_test_thread_join(th[i]);
-            assert_int_equal(-ECANCELED, r.rc[i]);
-        }
+        racers_join(&r, th);
         int64_t v;
-        while (ct_chan_try_recv(r.ch, &v) == 0) {
-            if (v < 0)
-                prefill_seen++;
-            else
-                r.seen[v]++;
-        }
+        while (ct_chan_try_recv(r.ch, &v) == 0)
+            prefill_seen += tally(&r, v);
         assert_int_equal(PREFILL, prefill_seen);
         for (int i = 0; i < RACE_MSGS * RACERS; i++)
             assert_int_equal(r.sent[i], r.seen[i]);

@@ -3,6 +3,7 @@
 #define CT_H
 
 #include "ct/base.h"
+#include "ct/chan.h"
 #include "ct/file.h"
 #include "ct/pool.h"
 #include "ct/task.h"

@@ -42,6 +42,8 @@ bench:
 	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
 	cmake --build build-bench -j$(JOBS)
 	./build-bench/bench/bench_token
+	./build-bench/bench/bench_pool
+	./build-bench/bench/bench_chan
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')

@@ -21,6 +21,7 @@
 
 #include "ct/chan.h"
 #include "ct/time.h"
+#include "bench_util.h"
 
 #define MAX_THREADS 8
 #define MAX_RUNS    31
@@ -253,18 +254,6 @@ static double run_once(enum impl impl, int np, int nc)
     return (double) sent * 1e9 / (double) (t1 - t0);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t) n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static int scenario(int np, int nc)
 {
     double ct[MAX_RUNS], base[MAX_RUNS];
@@ -275,7 +264,7 @@ static int scenario(int np, int nc)
         if ((ct[i] = run_once(IMPL_CT, np, nc)) < 0)
             return -1;
     }
-    double mct = median(ct, opt_runs), mbase = median(base, opt_runs);
+    double mct = bench_median(ct, opt_runs), mbase = bench_median(base, opt_runs);
     printf("%d producer%s + %d consumer%s  ct %7.2f M msgs/s   baseline %7.2f M msgs/s   "
            "ratio %.2fx   (min..max ct %.2f..%.2f, baseline %.2f..%.2f)\n",
            np, np > 1 ? "s" : " ", nc, nc > 1 ? "s" : " ", mct / 1e6, mbase / 1e6, mct / mbase,

@@ -12,22 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ct.h"
 
 static int quick;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
-    return (x > y) - (x < y);
-}
 
 static void pause_us(long us)
 {
@@ -47,7 +35,7 @@ static int probe_fn(void *arg, const ct_token_t *tok)
 {
     struct probe *p = arg;
     (void) tok;
-    p->started = now_ns();
+    p->started = bench_now_ns();
     return 0;
 }
 
@@ -65,14 +53,13 @@ static void submit_to_start(ct_pool_t *pool, int samples, long gap_us, double *p
     for (int i = 0; i < samples; i++) {
         if (gap_us)
             pause_us(gap_us); /* let the thread go back to sleep: the pool is idle */
-        p.submitted = now_ns();
+        p.submitted = bench_now_ns();
         ct_pool_submit(pool, &p.task, probe_fn, probe_done, &p, NULL);
         ct_sem_wait(&p.done, NULL, -1);
         lat[i] = p.started - p.submitted;
     }
-    qsort(lat, (size_t) samples, sizeof(*lat), cmp_i64);
-    *p50 = (double) lat[samples / 2] / 1000.0;
-    *p99 = (double) lat[samples * 99 / 100] / 1000.0;
+    *p50 = (double) bench_percentile(lat, samples, 50) / 1000.0;
+    *p99 = (double) bench_percentile(lat, samples, 99) / 1000.0;
     free(lat);
     ct_sem_destroy(&p.done);
 }
@@ -104,12 +91,12 @@ static double tasks_per_second(ct_pool_t *pool, long n)
     ct_pool_task_t *tasks = calloc((size_t) n, sizeof(*tasks));
     struct counter c = {.target = n};
     ct_sem_init(&c.all_done, 0);
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++)
         while (ct_pool_submit(pool, &tasks[i], trivial, count_done, &c, NULL) == -EAGAIN)
             sched_yield(); /* the queue is full: let the threads catch up */
     ct_sem_wait(&c.all_done, NULL, -1);
-    double secs = (double) (now_ns() - t0) / 1e9;
+    double secs = (double) (bench_now_ns() - t0) / 1e9;
     ct_sem_destroy(&c.all_done);
     free(tasks);
     return (double) n / secs;
@@ -134,7 +121,7 @@ static int failing(void *arg, const ct_token_t *tok)
     struct cascade *c = arg;
     (void) tok;
     ct_sem_wait(&c->go, NULL, -1);
-    c->failed_at = now_ns();
+    c->failed_at = bench_now_ns();
     return -EIO;
 }
 
@@ -155,16 +142,15 @@ static void cascade(ct_pool_t *pool, int siblings, int rounds, double *p50, doub
         pause_us(1000); /* every sibling is parked in its ct call */
         ct_sem_post(&c.go);
         int rc = ct_group_wait(g);
-        lat[r] = now_ns() - c.failed_at;
+        lat[r] = bench_now_ns() - c.failed_at;
         if (rc != -EIO)
             abort();
         ct_group_free(g);
         ct_sem_destroy(&c.started);
         ct_sem_destroy(&c.go);
     }
-    qsort(lat, (size_t) rounds, sizeof(*lat), cmp_i64);
-    *p50 = (double) lat[rounds / 2] / 1000.0;
-    *p99 = (double) lat[rounds * 99 / 100] / 1000.0;
+    *p50 = (double) bench_percentile(lat, rounds, 50) / 1000.0;
+    *p99 = (double) bench_percentile(lat, rounds, 99) / 1000.0;
     free(lat);
 }
 
@@ -179,8 +165,9 @@ int main(int argc, char **argv)
     double p50, p99;
     printf("| measure | result | target |\n|---|---|---|\n");
     submit_to_start(pool, 5000 / div, 200, &p50, &p99);
-    printf("| submit → start, idle pool (threads parked) | p50 %.1f µs, p99 %.1f µs | p50 ≤ 10 µs |\n",
-           p50, p99);
+    printf(
+        "| submit → start, idle pool (threads parked) | p50 %.1f µs, p99 %.1f µs | p50 ≤ 10 µs |\n",
+        p50, p99);
     submit_to_start(pool, 20000 / div, 0, &p50, &p99);
     printf("| submit → start, back to back | p50 %.1f µs, p99 %.1f µs | — |\n", p50, p99);
     double rate = 0;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "ct.h"
 
 double peer_check_ns(long n);
@@ -25,25 +26,6 @@ enum { REPS = 9 };
 static long scale = 1; /* --quick divides every count by 10 */
 static volatile long sink;
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t) n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Median over REPS of fn(n). */
 static double run(double (*fn)(long), long n)
 {
@@ -52,7 +34,7 @@ static double run(double (*fn)(long), long n)
     fn(n / 10); /* warm-up */
     for (int i = 0; i < REPS; i++)
         v[i] = fn(n);
-    return median(v, REPS);
+    return bench_median(v, REPS);
 }
 
 /* ---- ct side ------------------------------------------------------------------------------- */
@@ -63,10 +45,10 @@ static double ct_check_ns(long n)
     ct_source_new(&s);
     const ct_token_t *tok = ct_source_token(s);
     long hits = 0;
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++)
         hits += ct_token_canceled(tok);
-    int64_t t1 = now_ns();
+    int64_t t1 = bench_now_ns();
     sink = hits;
     ct_source_free(s);
     return (double) (t1 - t0) / (double) n;
@@ -84,26 +66,26 @@ static double ct_register_ns(long n)
     ct_source_new(&s);
     const ct_token_t *tok = ct_source_token(s);
     ct_reg_t reg;
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         ct_token_register(tok, &reg, noop_cb, NULL);
         ct_token_unregister(&reg);
     }
-    int64_t t1 = now_ns();
+    int64_t t1 = bench_now_ns();
     ct_source_free(s);
     return (double) (t1 - t0) / (double) n;
 }
 
 static double ct_source_ns(long n)
 {
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         ct_source_t *s;
         ct_source_new(&s);
         sink = ct_token_canceled(ct_source_token(s));
         ct_source_free(s);
     }
-    return (double) (now_ns() - t0) / (double) n;
+    return (double) (bench_now_ns() - t0) / (double) n;
 }
 
 static double ct_linked_ns(long n)
@@ -112,14 +94,14 @@ static double ct_linked_ns(long n)
     ct_source_new(&p1);
     ct_source_new(&p2);
     const ct_token_t *parents[] = {ct_source_token(p1), ct_source_token(p2)};
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         ct_source_t *c;
         ct_source_new_linked(&c, parents, 2);
         sink = ct_token_canceled(ct_source_token(c));
         ct_source_free(c);
     }
-    int64_t t1 = now_ns();
+    int64_t t1 = bench_now_ns();
     ct_source_free(p1);
     ct_source_free(p2);
     return (double) (t1 - t0) / (double) n;
@@ -127,14 +109,14 @@ static double ct_linked_ns(long n)
 
 static double ct_timeout_ns(long n)
 {
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         ct_source_t *s;
         ct_source_new_timeout(&s, 10000); /* armed ... */
         sink = ct_token_canceled(ct_source_token(s));
         ct_source_free(s); /* ... and disarmed */
     }
-    return (double) (now_ns() - t0) / (double) n;
+    return (double) (bench_now_ns() - t0) / (double) n;
 }
 
 static void count_cb(void *arg, const ct_token_t *tok)
@@ -153,9 +135,9 @@ static double ct_cancel_total_ns(long ncb, long reps, double clock_overhead_ns)
         ct_source_new(&s);
         for (long i = 0; i < ncb; i++)
             ct_token_register(ct_source_token(s), &regs[i], count_cb, &count);
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         ct_source_cancel(s, CT_CANCELED, NULL);
-        int64_t t1 = now_ns();
+        int64_t t1 = bench_now_ns();
         total += (double) (t1 - t0) - clock_overhead_ns;
         for (long i = 0; i < ncb; i++)
             ct_token_unregister(&regs[i]);
@@ -174,12 +156,12 @@ static double clock_overhead(void)
     for (int r = 0; r < REPS; r++) {
         int64_t sum = 0;
         for (int i = 0; i < 100000; i++) {
-            int64_t a = now_ns();
-            sum += now_ns() - a;
+            int64_t a = bench_now_ns();
+            sum += bench_now_ns() - a;
         }
         v[r] = (double) sum / 100000;
     }
-    return median(v, REPS);
+    return bench_median(v, REPS);
 }
 
 /* Median over REPS of per-callback cancel cost with `ncb` callbacks (rounds sized so each
@@ -193,7 +175,7 @@ static double cancel_per_cb(double (*fn)(long, long, double), long ncb, double o
     fn(ncb, reps, overhead);
     for (int i = 0; i < REPS; i++)
         v[i] = fn(ncb, reps, overhead) / (double) (reps * ncb);
-    return median(v, REPS);
+    return bench_median(v, REPS);
 }
 
 /* ---- timer lateness ------------------------------------------------------------------------ */
@@ -208,7 +190,7 @@ static void late_cb(void *arg, const ct_token_t *tok)
 {
     struct late *l = arg;
     (void) tok;
-    l->fired_ns = now_ns();
+    l->fired_ns = bench_now_ns();
     ct_sem_post(l->done);
 }
 
@@ -231,7 +213,7 @@ static void timer_lateness(int pending, int samples, double *p50, double *p99, d
         int n = samples - base < BATCH ? samples - base : BATCH;
         for (int i = 0; i < n; i++) {
             int ms = 1 + (int) (rand_r(&seed) % 20);
-            l[i] = (struct late){now_ns() + (int64_t) ms * 1000000, 0, &done};
+            l[i] = (struct late){bench_now_ns() + (int64_t) ms * 1000000, 0, &done};
             ct_source_new_timeout(&s[i], ms);
             ct_token_register(ct_source_token(s[i]), &reg[i], late_cb, &l[i]);
         }
@@ -243,7 +225,7 @@ static void timer_lateness(int pending, int samples, double *p50, double *p99, d
             late_us[base + i] = (double) (l[i].fired_ns - l[i].deadline_ns) / 1000.0;
         }
     }
-    qsort(late_us, (size_t) samples, sizeof(double), cmp_double);
+    qsort(late_us, (size_t) samples, sizeof(double), bench_cmp_double);
     *p50 = late_us[samples / 2];
     *p99 = late_us[samples * 99 / 100];
     *max = late_us[samples - 1];

@@ -5,7 +5,8 @@
  *   -ECANCELED  the token fired (ct_token_reason() says why);
  *   -ETIMEDOUT  the deadline passed.
  * The token may be NULL (never canceled). Deadlines are absolute monotonic milliseconds
- * (ct/time.h): -1 none, a time at or before now = do not block.
+ * (ct/time.h): -1 none, a time at or before now = do not block; below -1 every call returns
+ * -EINVAL.
  * When the token has already fired, calls return -ECANCELED without trying: a canceled operation
  * never starts new work. */
 #ifndef CT_WAIT_H

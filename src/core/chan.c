@@ -211,13 +211,6 @@ static int wait_on(ct_chan_t *ch, struct waitq *q, const struct op *op, const ct
     }
 }
 
-static int64_t deadline_to_ns(int64_t deadline_ms)
-{
-    if (deadline_ms < 0 || deadline_ms > INT64_MAX / 1000000)
-        return -1; /* none, or so far away that it is the same */
-    return deadline_ms * 1000000;
-}
-
 static int run(ct_chan_t *ch, struct waitq *q, const struct op *op, const ct_token_t *tok,
                int64_t deadline)
 {
@@ -226,7 +219,7 @@ static int run(ct_chan_t *ch, struct waitq *q, const struct op *op, const ct_tok
     int rc = attempt(ch, op);
     if (rc != -EAGAIN)
         return rc;
-    int64_t deadline_ns = deadline_to_ns(deadline);
+    int64_t deadline_ns = ct__deadline_ns(deadline);
     if (deadline_ns >= 0 && ct_now_ns() >= deadline_ns)
         return -ETIMEDOUT;
     rc = spin(ch, op, tok, deadline_ns);

@@ -2,6 +2,12 @@
 #ifndef CT_CORE_INTERNAL_H
 #define CT_CORE_INTERNAL_H
 
+/* syscall() and the other GNU interfaces below need _GNU_SOURCE before the first system header:
+ * every libct .c file defines it on its first line. */
+#ifndef _GNU_SOURCE
+#error "define _GNU_SOURCE before any #include"
+#endif
+
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>

@@ -148,8 +148,10 @@ int ct__park(struct ct__waiter *w, struct pollfd *pfd, const ct_token_t *tok, in
     w->efd = efd;
 
     ct_reg_t reg;
-    if (ct_token_register(tok, &reg, on_token, w) == 1)
+    if (ct_token_register(tok, &reg, on_token, w) == 1) {
+        __atomic_fetch_and(&w->word, ~CT__W_KICKED, __ATOMIC_RELAXED); /* the callback's kick */
         return -ECANCELED;
+    }
     /* The fake clock's list first, then the clock read: an advance in between kicks us. */
     bool fake = deadline_ns >= 0 && ct_clock_is_fake();
     if (fake)

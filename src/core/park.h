@@ -30,7 +30,6 @@ struct ct__waiter {
     struct ct__waiter *next, *prev;   /* the owning queue's links (semaphore, channel, ...) */
     struct ct__waiter *fnext, *fprev; /* the fake-clock list */
     bool queued;                      /* the owning queue's flag, under its lock */
-    void *data;                       /* the owning queue's payload (a channel's message) */
 };
 
 static inline void ct__waiter_init(struct ct__waiter *w)
@@ -39,7 +38,6 @@ static inline void ct__waiter_init(struct ct__waiter *w)
     w->efd = -1;
     w->next = w->prev = NULL;
     w->queued = false;
-    w->data = NULL;
 }
 
 /* Mark `w` signaled. Call with the lock of the queue `w` is in; then, after unlocking, call
@@ -58,6 +56,12 @@ void ct__waiter_wake(uint32_t *word, uint32_t old);
  * deadline passed; 0 otherwise (signaled, kicked or spurious: look at your own state);
  * -EMFILE/-ENFILE if no eventfd could be made for an fd wait. */
 int ct__park(struct ct__waiter *w, struct pollfd *pfd, const ct_token_t *tok, int64_t deadline_ns);
+
+/* Public deadlines are -1 (none) or >= 0 (absolute monotonic ms); anything else is -EINVAL. */
+static inline bool ct__deadline_valid(int64_t deadline_ms)
+{
+    return deadline_ms >= -1;
+}
 
 /* Deadline in ns on the ct clock for a public deadline in ms (-1 stays -1). A deadline beyond
  * what nanoseconds can hold (about 292 years of uptime) is no deadline. */

@@ -4,62 +4,64 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "ct/wait.h"
 #include "internal.h"
+#include "park.h"
 
-ssize_t ct_read(int fd, void *buf, size_t len, const ct_token_t *tok, int64_t deadline)
+/* One read or write on `fd` that moves at least one byte, waiting for readiness (`out`: for
+ * POLLOUT) while it would block. Sockets use recv/send with MSG_DONTWAIT (and MSG_NOSIGNAL);
+ * the first ENOTSOCK switches *sock off for read/write. Returns bytes moved or negative errno. */
+static ssize_t io_step(int fd, void *buf, size_t len, bool out, bool *sock, const ct_token_t *tok,
+                       int64_t deadline)
 {
-    bool sock = true;
     for (;;) {
         if (ct_token_canceled(tok))
             return -ECANCELED;
-        ssize_t n = sock ? recv(fd, buf, len, MSG_DONTWAIT) : read(fd, buf, len);
+        ssize_t n;
+        if (out)
+            n = *sock ? send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) : write(fd, buf, len);
+        else
+            n = *sock ? recv(fd, buf, len, MSG_DONTWAIT) : read(fd, buf, len);
         if (n >= 0)
             return n;
-        if (errno == ENOTSOCK && sock) {
-            sock = false;
+        if (errno == ENOTSOCK && *sock) {
+            *sock = false;
             continue;
         }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = ct_fd_wait(fd, POLLIN, tok, deadline);
+        int rc = ct_fd_wait(fd, out ? POLLOUT : POLLIN, tok, deadline);
         if (rc < 0)
             return rc;
     }
 }
 
+ssize_t ct_read(int fd, void *buf, size_t len, const ct_token_t *tok, int64_t deadline)
+{
+    if (!ct__deadline_valid(deadline))
+        return -EINVAL;
+    bool sock = true;
+    return io_step(fd, buf, len, false, &sock, tok, deadline);
+}
+
 ssize_t ct_write(int fd, const void *buf, size_t len, const ct_token_t *tok, int64_t deadline)
 {
-    if (len > SSIZE_MAX)
+    if (len > SSIZE_MAX || !ct__deadline_valid(deadline))
         return -EINVAL;
-    const char *p = buf;
-    size_t done = 0;
     bool sock = true;
-    while (done < len) {
-        if (ct_token_canceled(tok))
-            return -ECANCELED;
-        ssize_t n = sock ? send(fd, p + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
-                         : write(fd, p + done, len - done);
-        if (n >= 0) {
-            done += (size_t) n;
-            continue;
-        }
-        if (errno == ENOTSOCK && sock) {
-            sock = false;
-            continue;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int rc = ct_fd_wait(fd, POLLOUT, tok, deadline);
-        if (rc < 0)
-            return rc;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = io_step(fd, (char *) buf + done, len - done, true, &sock, tok, deadline);
+        if (n < 0)
+            return n;
+        done += (size_t) n;
     }
+    if (len == 0 && ct_token_canceled(tok))
+        return -ECANCELED;
     return (ssize_t) len;
 }
 
@@ -77,6 +79,8 @@ static int set_nonblocking(int fd)
 int ct_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, const ct_token_t *tok,
                int64_t deadline)
 {
+    if (!ct__deadline_valid(deadline))
+        return -EINVAL;
     if (ct_token_canceled(tok))
         return -ECANCELED;
     int rc = set_nonblocking(fd);
@@ -98,6 +102,8 @@ int ct_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, const ct_
 int ct_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, const ct_token_t *tok,
               int64_t deadline)
 {
+    if (!ct__deadline_valid(deadline))
+        return -EINVAL;
     int rc = set_nonblocking(lfd);
     if (rc < 0)
         return rc;

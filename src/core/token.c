@@ -76,27 +76,6 @@ static inline bool cas_state(struct ct_source *s, uint64_t *expected, uint64_t d
                                        __ATOMIC_RELAXED);
 }
 
-/* Take the lock, adding `add` to the word in the same CAS (a reference, for a registration).
- * Returns the word as it is now, locked. */
-static uint64_t lock_add(struct ct_source *s, uint64_t add)
-{
-    unsigned spins = 0;
-    uint64_t v = load_state(s, __ATOMIC_RELAXED);
-    for (;;) {
-        if (v & ST_LOCKED) {
-            ct__spin(&spins);
-            v = load_state(s, __ATOMIC_RELAXED);
-        } else if (cas_state(s, &v, (v | ST_LOCKED) + add, __ATOMIC_ACQUIRE)) {
-            return (v | ST_LOCKED) + add;
-        }
-    }
-}
-
-static inline uint64_t lock(struct ct_source *s)
-{
-    return lock_add(s, 0);
-}
-
 static inline void unlock(struct ct_source *s, uint64_t v)
 {
     __atomic_store_n(&s->tok.state_, v & ~ST_LOCKED, __ATOMIC_RELEASE);
@@ -127,6 +106,18 @@ static uint64_t update(struct ct_source *s, uint64_t set, uint64_t add)
             return v;
         }
     }
+}
+
+/* Take the lock, adding `add` to the word in the same CAS (a reference, for a registration).
+ * Returns the word as it is now, locked. */
+static inline uint64_t lock_add(struct ct_source *s, uint64_t add)
+{
+    return (update(s, ST_LOCKED, add) | ST_LOCKED) + add;
+}
+
+static inline uint64_t lock(struct ct_source *s)
+{
+    return lock_add(s, 0);
 }
 
 static inline void ref(struct ct_source *s)

@@ -29,6 +29,8 @@ int ct_fd_wait(int fd, int events, const ct_token_t *tok, int64_t deadline)
 {
     if (fd < 0)
         return -EBADF;
+    if (!ct__deadline_valid(deadline))
+        return -EINVAL;
     struct ct__waiter w;
     ct__waiter_init(&w);
     for (;;) {
@@ -123,6 +125,8 @@ int ct_sem_trywait(ct_sem_t *sem)
 
 int ct_sem_wait(ct_sem_t *sem, const ct_token_t *tok, int64_t deadline)
 {
+    if (!ct__deadline_valid(deadline))
+        return -EINVAL;
     if (ct_token_canceled(tok))
         return -ECANCELED;
     pthread_mutex_lock(&sem->mu_);
@@ -172,6 +176,8 @@ void ct_cond_destroy(ct_cond_t *cond)
 
 int ct_cond_wait(ct_cond_t *cond, pthread_mutex_t *mu, const ct_token_t *tok, int64_t deadline)
 {
+    if (!ct__deadline_valid(deadline))
+        return -EINVAL;
     if (ct_token_canceled(tok))
         return -ECANCELED;
     struct ct__waiter w;

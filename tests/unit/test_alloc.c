@@ -11,12 +11,13 @@
 #include "ct/wait.h"
 #include "testutil.h"
 
-/* Everything libct allocates for: plain, timeout, linked and shield sources, CancelAfter on a
- * linked source, and the timer service's heap. Returns 0 or the first error. */
-static int scenario(void)
+/* Everything the token module allocates for: plain, timeout, linked and shield sources,
+ * CancelAfter on a linked source, and the timer service's heap. Returns 0 or the first error. */
+static int scenario(void *unused)
 {
     ct_source_t *a = NULL, *b = NULL, *c = NULL, *d = NULL;
     int rc;
+    (void) unused;
     if ((rc = ct_source_new(&a)) < 0)
         goto out;
     if ((rc = ct_source_new_timeout(&b, 60000)) < 0)
@@ -37,29 +38,17 @@ out:
     return rc;
 }
 
+static void stop_timers(void *unused, int rc)
+{
+    (void) unused;
+    (void) rc;
+    ct_timers_stop(); /* frees the timer heap once it is empty */
+}
+
 static void test_every_allocation_failure_returns_enomem_and_leaks_nothing(void **state)
 {
-    ct_test_alloc_install();
-    long baseline = ct_test_alloc_stats().live;
-    int failures = 0;
-    for (long n = 1;; n++) {
-        ct_test_alloc_fail_at(n);
-        int rc = scenario();
-        ct_timers_stop(); /* frees the timer heap once it is empty */
-        assert_int_equal(baseline, ct_test_alloc_stats().live);
-        if (rc == 0)
-            break;
-        assert_int_equal(-ENOMEM, rc);
-        failures++;
-        assert_true(n < 100);
-    }
     /* One failure per allocation point: 4 sources, and the heap at its first arming. */
-    assert_true(failures >= 5);
-    ct_test_alloc_fail_at(0);
-    assert_int_equal(0, scenario());
-    ct_timers_stop();
-    assert_int_equal(baseline, ct_test_alloc_stats().live);
-    ct_test_alloc_uninstall();
+    assert_int_equal(5, ct_test_alloc_torture(scenario, stop_timers, NULL));
 }
 
 static void test_cancel_after_reports_enomem_and_the_source_still_works(void **state)

@@ -532,26 +532,16 @@ out:
     return rc;
 }
 
+static int alloc_scenario_arg(void *unused)
+{
+    (void) unused;
+    return alloc_scenario();
+}
+
 static void test_every_allocation_failure_returns_enomem_and_leaks_nothing(void **state)
 {
-    ct_test_alloc_install();
-    long baseline = ct_test_alloc_stats().live;
-    int failures = 0;
-    for (long n = 1;; n++) {
-        ct_test_alloc_fail_at(n);
-        int rc = alloc_scenario();
-        assert_int_equal(baseline, ct_test_alloc_stats().live);
-        if (rc == 0)
-            break;
-        assert_int_equal(-ENOMEM, rc);
-        failures++;
-        assert_true(n < 100);
-    }
-    assert_int_equal(6, failures); /* two channels, four buffer sizes */
-    ct_test_alloc_fail_at(0);
-    assert_int_equal(0, alloc_scenario());
-    assert_int_equal(baseline, ct_test_alloc_stats().live);
-    ct_test_alloc_uninstall();
+    /* two channels, four buffer sizes */
+    assert_int_equal(6, ct_test_alloc_torture(alloc_scenario_arg, NULL, NULL));
 }
 
 static void test_failed_growth_leaves_the_channel_as_it_was(void **state)

@@ -1030,10 +1030,16 @@ static void test_concurrent_sweeps_never_remove_live_temporaries(void **state)
 
 /* ---- failures ------------------------------------------------------------------------------ */
 
-static int alloc_scenario(const char *dir, int flags)
+struct alloc_run {
+    const char *dir;
+    int flags, fds;
+};
+
+static int alloc_scenario(void *arg)
 {
+    struct alloc_run *r = arg;
     ct_file_t *f = (ct_file_t *) 1;
-    int rc = ct_file_new(&f, at(dir, "out.bin"), 0644, flags);
+    int rc = ct_file_new(&f, at(r->dir, "out.bin"), 0644, r->flags);
     if (rc < 0) {
         assert_null(f);
         return rc;
@@ -1043,38 +1049,30 @@ static int alloc_scenario(const char *dir, int flags)
     ct_file_free(f);
     if (rc < 0)
         return rc;
-    rc = ct_file_sweep(dir, NULL);
+    rc = ct_file_sweep(r->dir, NULL);
     return rc < 0 ? rc : 0;
+}
+
+/* After each run: no descriptor left open, and the directory holds the file or nothing. */
+static void alloc_check(void *arg, int rc)
+{
+    struct alloc_run *r = arg;
+    assert_int_equal(r->fds, count_fds());
+    if (rc == 0) {
+        assert_string_equal("out.bin", listing(r->dir));
+        assert_content(at(r->dir, "out.bin"), "payload", 7);
+        assert_int_equal(0, unlink(at(r->dir, "out.bin")));
+    } else {
+        assert_string_equal("", listing(r->dir));
+    }
 }
 
 static void test_every_allocation_failure_returns_enomem_and_leaks_nothing(void **state)
 {
-    const char *dir = *state;
-    int fds = count_fds();
-    ct_test_alloc_install();
-    long baseline = ct_test_alloc_stats().live;
     for (int m = 0; m < 2; m++) {
-        int failures = 0;
-        for (long n = 1;; n++) {
-            ct_test_alloc_fail_at(n);
-            int rc = alloc_scenario(dir, modes[m]);
-            assert_int_equal(baseline, ct_test_alloc_stats().live);
-            assert_int_equal(fds, count_fds());
-            if (rc == 0) {
-                assert_string_equal("out.bin", listing(dir));
-                assert_content(at(dir, "out.bin"), "payload", 7);
-                assert_int_equal(0, unlink(at(dir, "out.bin")));
-                break;
-            }
-            assert_int_equal(-ENOMEM, rc);
-            assert_string_equal("", listing(dir));
-            failures++;
-            assert_true(n < 100);
-        }
-        assert_true(failures >= 1); /* one allocation per file */
+        struct alloc_run r = {*state, modes[m], count_fds()};
+        assert_true(ct_test_alloc_torture(alloc_scenario, alloc_check, &r) >= 1); /* one per file */
     }
-    ct_test_alloc_fail_at(0);
-    ct_test_alloc_uninstall();
 }
 
 static void test_no_descriptor_leaks_and_every_descriptor_is_close_on_exec(void **state)

@@ -359,28 +359,21 @@ static void test_bad_arguments_are_rejected(void **state)
     ct_pool_free(NULL, CT_POOL_DRAIN);
 }
 
+static int new_and_free_pool(void *unused)
+{
+    ct_pool_t *p;
+    ct_pool_options_t o = {.min_threads = 2, .max_threads = 4};
+    (void) unused;
+    int rc = ct_pool_new(&p, &o);
+    if (rc == 0)
+        ct_pool_free(p, CT_POOL_DRAIN);
+    return rc;
+}
+
 static void test_allocation_failures_return_enomem_and_leak_nothing(void **state)
 {
-    ct_test_alloc_install();
-    long baseline = ct_test_alloc_stats().live;
-    int failures = 0;
-    for (long n = 1;; n++) {
-        ct_test_alloc_fail_at(n);
-        ct_pool_t *p;
-        ct_pool_options_t o = {.min_threads = 2, .max_threads = 4};
-        int rc = ct_pool_new(&p, &o);
-        if (rc == 0) {
-            ct_pool_free(p, CT_POOL_DRAIN);
-            break;
-        }
-        assert_int_equal(-ENOMEM, rc);
-        assert_int_equal(baseline, ct_test_alloc_stats().live);
-        failures++;
-    }
-    assert_int_equal(3, failures); /* the pool, and each of its two first threads */
-    ct_test_alloc_fail_at(0);
-    assert_int_equal(baseline, ct_test_alloc_stats().live);
-    ct_test_alloc_uninstall();
+    /* the pool, and each of its two first threads */
+    assert_int_equal(3, ct_test_alloc_torture(new_and_free_pool, NULL, NULL));
 }
 
 /* Tokens fire while tasks are queued, handed off and dequeued: every task completes once, and

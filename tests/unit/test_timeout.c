@@ -36,18 +36,12 @@ struct fired {
     int order[8];
 };
 
-static const void *self_id(void)
-{
-    static _Thread_local char id;
-    return &id;
-}
-
 static void fired_cb(void *arg, const ct_token_t *tok)
 {
     struct fired *f = arg;
     (void) tok;
     f->count++;
-    f->thread = self_id();
+    f->thread = ct_test_thread_self();
 }
 
 static void test_timeout_fires_when_the_clock_reaches_the_deadline(void **state)
@@ -67,7 +61,7 @@ static void test_timeout_fires_when_the_clock_reaches_the_deadline(void **state)
     assert_ptr_equal(t, ct_token_origin(t));
     /* Fired on the thread that advanced the clock, before advance returned. */
     assert_int_equal(1, f.count);
-    assert_ptr_equal(self_id(), f.thread);
+    assert_ptr_equal(ct_test_thread_self(), f.thread);
     ct_token_unregister(&reg);
     ct_source_free(s);
 }

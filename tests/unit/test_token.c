@@ -20,18 +20,12 @@ struct entry {
     int id;
 };
 
-static const void *self_id(void)
-{
-    static _Thread_local char id;
-    return &id;
-}
-
 static void record(void *arg, const ct_token_t *tok)
 {
     struct entry *e = arg;
     (void) tok;
     e->log->ids[e->log->n++] = e->id;
-    e->log->thread = self_id();
+    e->log->thread = ct_test_thread_self();
 }
 
 static ct_source_t *new_source(void)
@@ -186,7 +180,7 @@ static void test_callback_runs_on_canceling_thread(void **state)
     assert_int_equal(1, a.rc);
     assert_int_equal(1, log.n);
     assert_non_null(log.thread);
-    assert_ptr_not_equal(self_id(), log.thread);
+    assert_ptr_not_equal(ct_test_thread_self(), log.thread);
     ct_token_unregister(&reg);
     ct_source_free(s);
 }
@@ -200,7 +194,7 @@ static void test_register_after_cancel_runs_at_once_on_this_thread(void **state)
     ct_source_cancel(s, CT_CANCELED, NULL);
     assert_int_equal(1, ct_token_register(ct_source_token(s), &reg, record, &e));
     assert_int_equal(1, log.n);
-    assert_ptr_equal(self_id(), log.thread);
+    assert_ptr_equal(ct_test_thread_self(), log.thread);
     assert_true(ct_token_unregister(&reg));
     ct_source_free(s);
 }

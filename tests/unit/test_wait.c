@@ -187,6 +187,23 @@ static void test_fd_wait_deadline_follows_the_fake_clock(void **state)
     close(p[1]);
 }
 
+static void test_deadlines_below_minus_one_are_rejected(void **state)
+{
+    int p[2];
+    make_pipe(p);
+    ct_sem_t sem;
+    ct_sem_init(&sem, 1);
+    char c;
+    assert_int_equal(-EINVAL, ct_fd_wait(p[0], POLLIN, NULL, -2));
+    assert_int_equal(-EINVAL, ct_sem_wait(&sem, NULL, -5));
+    assert_int_equal(-EINVAL, ct_read(p[0], &c, 1, NULL, INT64_MIN));
+    assert_int_equal(-EINVAL, ct_write(p[1], "x", 1, NULL, -2));
+    assert_int_equal(0, ct_sem_trywait(&sem)); /* the refused wait took nothing */
+    ct_sem_destroy(&sem);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_far_future_deadlines_mean_no_deadline(void **state)
 {
     int p[2];
@@ -437,6 +454,7 @@ CT_TEST_MAIN(cmocka_unit_test(test_sleep_returns_ecanceled_when_the_token_fires)
              cmocka_unit_test(test_fd_wait_rejects_bad_fds),
              cmocka_unit_test(test_fd_wait_deadline_follows_the_fake_clock),
              cmocka_unit_test(test_far_future_deadlines_mean_no_deadline),
+             cmocka_unit_test(test_deadlines_below_minus_one_are_rejected),
              cmocka_unit_test(test_sem_counts_permits),
              cmocka_unit_test(test_sem_post_reports_overflow),
              cmocka_unit_test(test_sem_wait_returns_ecanceled_and_takes_no_permit),

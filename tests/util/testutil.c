@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <errno.h>
+
 #include "ct/base.h"
 #include "testutil.h"
 
@@ -116,7 +118,35 @@ void ct_test_alloc_uninstall(void)
     ct_allocator_set(NULL);
 }
 
+int ct_test_alloc_torture(int (*scenario)(void *arg), void (*after)(void *arg, int rc), void *arg)
+{
+    ct_test_alloc_install();
+    long baseline = ct_test_alloc_stats().live;
+    int failures = 0;
+    for (long n = 1;; n++) {
+        ct_test_alloc_fail_at(n);
+        int rc = scenario(arg);
+        if (after)
+            after(arg, rc);
+        assert_int_equal(baseline, ct_test_alloc_stats().live);
+        if (rc == 0)
+            break;
+        assert_int_equal(-ENOMEM, rc);
+        failures++;
+        assert_true(n < 1000);
+    }
+    ct_test_alloc_fail_at(0);
+    ct_test_alloc_uninstall();
+    return failures;
+}
+
 /* ---- threads ------------------------------------------------------------------------------- */
+
+const void *ct_test_thread_self(void)
+{
+    static _Thread_local char id;
+    return &id;
+}
 
 struct ct_test_thread {
     pthread_t th;

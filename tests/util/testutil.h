@@ -72,6 +72,16 @@ void ct_test_alloc_fail_at(long call); /* fail allocation call number `call` (1-
 struct ct_test_alloc_stats ct_test_alloc_stats(void);
 void ct_test_alloc_uninstall(void);
 
+/* Fail allocation call 1, then 2, 3, ... of scenario(arg) until a run succeeds (libuv's
+ * loop-oom, curl's torture mode). Every failing run must return -ENOMEM; after every run,
+ * after(arg, rc) (may be NULL) settles and checks what else must hold, and then the allocator's
+ * live count must be back where it started. Installs the counting allocator, and removes it.
+ * Returns the number of failing runs. */
+int ct_test_alloc_torture(int (*scenario)(void *arg), void (*after)(void *arg, int rc), void *arg);
+
+/* An address unique to the calling thread. */
+const void *ct_test_thread_self(void);
+
 /* Start a thread running fn(arg); join it. Aborts the test on failure. */
 typedef struct ct_test_thread ct_test_thread_t;
 ct_test_thread_t *ct_test_thread_start(void *(*fn)(void *), void *arg);

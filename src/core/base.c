@@ -1,6 +1,7 @@
 /* Error text and the replaceable allocator. */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
  * pointer is loaded and stored atomically (relaxed: a plain load on the hot path). Mixing two
  * allocators is safe only if they can free each other's memory, which ct_allocator_set() says. */
 static ct_allocator_t allocator = {malloc, calloc, realloc, free};
+bool ct__libc_allocator = true;
 
 #define LOAD(fn)     __atomic_load_n(&allocator.fn, __ATOMIC_RELAXED)
 #define STORE(fn, v) __atomic_store_n(&allocator.fn, (v), __ATOMIC_RELAXED)
@@ -21,6 +23,7 @@ int ct_allocator_set(const ct_allocator_t *a)
         a = &libc;
     if (!a->malloc_fn || !a->calloc_fn || !a->realloc_fn || !a->free_fn)
         return -EINVAL;
+    __atomic_store_n(&ct__libc_allocator, a == &libc, __ATOMIC_RELAXED);
     STORE(malloc_fn, a->malloc_fn);
     STORE(calloc_fn, a->calloc_fn);
     STORE(realloc_fn, a->realloc_fn);

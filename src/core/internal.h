@@ -9,6 +9,7 @@
 #endif
 
 #include <limits.h>
+#include <stdbool.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stddef.h>
@@ -26,6 +27,12 @@ void *ct__malloc(size_t size);
 void *ct__calloc(size_t count, size_t size);
 void *ct__realloc(void *ptr, size_t size);
 void ct__free(void *ptr);
+/* Is the C library's allocator the one in use (no ct_allocator_set() in force)? */
+extern bool ct__libc_allocator;
+static inline bool ct__allocator_is_libc(void)
+{
+    return __atomic_load_n(&ct__libc_allocator, __ATOMIC_RELAXED);
+}
 
 /* An address unique to the calling thread, for "is this the thread that ..." questions. */
 const void *ct__thread_id(void);

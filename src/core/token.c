@@ -24,7 +24,9 @@
  * unregisters the callback being run waits on a futex only if it has to; the canceller wakes it
  * only if someone waits, so canceling costs no system call per callback. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ct/time.h"
@@ -51,6 +53,7 @@ struct ct_source {
     const void *running_thread; /* lock: the canceller's thread */
     int published;              /* atomic: detail and cause are written */
     uint8_t kind;
+    uint8_t origin; /* where the block came from and goes back to: see the block cache */
     uint32_t nparents;
     struct ct_source *cause; /* what canceled this: itself, or a parent (a reference is held) */
     struct ct_source *defer_next, *defer_parent; /* this thread's deferred cancellations */
@@ -83,6 +86,92 @@ static inline void unlock(struct ct_source *s, uint64_t v)
 
 static void release(struct ct_source *s);
 
+/* ---- the block cache ------------------------------------------------------------------------
+ * Sources come and go at request rate, and in a multi-threaded process malloc + free costs more
+ * than everything else a source does. Each thread keeps up to CACHE_MAX freed blocks of each of
+ * the common sizes (0, 1 and 2 parents) and reuses them. Only blocks from the C library's
+ * allocator are cached, and only while it is the one in use: an allocator installed with
+ * ct_allocator_set() sees every allocation, as its user (a leak counter, a test that fails
+ * allocations) expects. ASan builds do not cache, so that a use after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CACHE_MAX 0
+#endif
+#endif
+#ifndef CACHE_MAX
+#define CACHE_MAX 32
+#endif
+#define CACHE_CLASSES 3
+#define ORIGIN_LIBC   CACHE_CLASSES       /* the C library's, of a size not cached */
+#define ORIGIN_OTHER  (CACHE_CLASSES + 1) /* an allocator from ct_allocator_set() */
+
+static _Thread_local struct {
+    struct ct_source *head[CACHE_CLASSES]; /* linked through defer_next */
+    unsigned n[CACHE_CLASSES];
+    bool registered;
+} cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+/* At thread exit the cached blocks go back to the C library. */
+static void cache_drop(void *unused)
+{
+    (void) unused;
+    for (int c = 0; c < CACHE_CLASSES; c++) {
+        while (cache.head[c]) {
+            struct ct_source *s = cache.head[c];
+            cache.head[c] = s->defer_next;
+            free(s);
+        }
+        cache.n[c] = 0;
+    }
+}
+
+static void cache_init(void)
+{
+    pthread_key_create(&cache_key, cache_drop);
+}
+
+static struct ct_source *alloc_block(size_t nparents)
+{
+    bool libc = ct__allocator_is_libc();
+    if (libc && nparents < CACHE_CLASSES && cache.head[nparents]) {
+        struct ct_source *s = cache.head[nparents];
+        cache.head[nparents] = s->defer_next;
+        cache.n[nparents]--;
+        return s;
+    }
+    struct ct_source *s = ct__malloc(sizeof(*s) + nparents * sizeof(struct ct_reg));
+    if (s)
+        s->origin = (uint8_t) (!libc                      ? ORIGIN_OTHER
+                               : nparents < CACHE_CLASSES ? nparents
+                                                          : ORIGIN_LIBC);
+    return s;
+}
+
+static void free_block(struct ct_source *s)
+{
+    unsigned c = s->origin;
+    if (c < CACHE_CLASSES && cache.n[c] < CACHE_MAX && ct__allocator_is_libc()) {
+        if (!cache.registered) {
+            pthread_once(&cache_once, cache_init);
+            pthread_setspecific(cache_key, &cache);
+            cache.registered = true;
+        }
+        s->defer_next = cache.head[c];
+        cache.head[c] = s;
+        cache.n[c]++;
+        return;
+    }
+    if (c == ORIGIN_OTHER)
+        ct__free(s);
+    else
+        free(s); /* it came from the C library, whatever allocator is in use now */
+}
+
 /* Unlock and drop one reference; the last reference releases the memory. */
 static void unlock_unref(struct ct_source *s, uint64_t v)
 {
@@ -94,7 +183,8 @@ static void unlock_unref(struct ct_source *s, uint64_t v)
 
 /* Change the word of an unlocked source with one CAS: v -> (v | set) + add.
  * Returns the word before the change. */
-static uint64_t update(struct ct_source *s, uint64_t set, uint64_t add)
+static inline __attribute__((always_inline)) uint64_t update(struct ct_source *s, uint64_t set,
+                                                             uint64_t add)
 {
     unsigned spins = 0;
     uint64_t v = load_state(s, __ATOMIC_RELAXED);
@@ -137,7 +227,7 @@ static void release(struct ct_source *s)
 {
     while (s) {
         struct ct_source *cause = s->cause != s ? s->cause : NULL;
-        ct__free(s);
+        free_block(s);
         s = cause && ST_REFS(update(cause, 0, -ST_REF)) == 1 ? cause : NULL;
     }
 }
@@ -359,7 +449,7 @@ static const struct ct__timer_ops timer_ops = {timer_pin, timer_fire};
 
 static struct ct_source *alloc_source(enum kind kind, size_t nparents, uint64_t bits)
 {
-    struct ct_source *s = ct__malloc(sizeof(*s) + nparents * sizeof(struct ct_reg));
+    struct ct_source *s = alloc_block(nparents);
     if (!s)
         return NULL;
     s->tok.state_ = ST_REF | bits;
@@ -396,7 +486,7 @@ static int new_timed(ct_source_t **out, enum kind kind, int64_t timeout_ms)
     } else {
         int rc = ct__timer_start(&s->timer, ct_now_ns() + timeout_ms * 1000000, timeout_ms);
         if (rc < 0) {
-            ct__free(s);
+            free_block(s);
             return rc;
         }
     }

@@ -102,6 +102,43 @@ static void test_fd_wait_reports_emfile_when_no_eventfd_can_be_made(void **state
     assert_int_equal(-EMFILE, rc);
 }
 
+static int make_and_free(void)
+{
+    ct_source_t *p, *c;
+    int rc = ct_source_new(&p);
+    if (rc < 0)
+        return rc;
+    const ct_token_t *parents[] = {ct_source_token(p)};
+    if ((rc = ct_source_new_linked(&c, parents, 1)) == 0)
+        ct_source_free(c);
+    ct_source_free(p);
+    return rc;
+}
+
+static void test_replaced_allocator_sees_every_source_even_after_caching(void **state)
+{
+    /* With the C library's allocator, freed sources are kept for reuse by this thread. Once
+     * another allocator is installed, every source must come from it and go back to it. */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(0, make_and_free()); /* fills this thread's cache */
+    ct_test_alloc_install();
+    long calls = ct_test_alloc_stats().calls;
+    assert_int_equal(0, make_and_free());
+    assert_int_equal(calls + 2, ct_test_alloc_stats().calls);
+    assert_int_equal(0, ct_test_alloc_stats().live);
+    /* Blocks allocated by the C library earlier go back to it, not to the counting allocator. */
+    ct_source_t *s;
+    ct_test_alloc_uninstall();
+    assert_int_equal(0, ct_source_new(&s));
+    ct_test_alloc_install();
+    ct_source_free(s);
+    assert_int_equal(0, ct_test_alloc_stats().live);
+    ct_test_alloc_fail_at(1);
+    assert_int_equal(-ENOMEM, make_and_free());
+    ct_test_alloc_uninstall();
+    assert_int_equal(0, make_and_free());
+}
+
 static void test_allocator_rejects_incomplete_tables(void **state)
 {
     ct_allocator_t a = {malloc, calloc, realloc, NULL};
@@ -112,4 +149,5 @@ static void test_allocator_rejects_incomplete_tables(void **state)
 CT_TEST_MAIN(cmocka_unit_test(test_every_allocation_failure_returns_enomem_and_leaks_nothing),
              cmocka_unit_test(test_cancel_after_reports_enomem_and_the_source_still_works),
              cmocka_unit_test(test_fd_wait_reports_emfile_when_no_eventfd_can_be_made),
+             cmocka_unit_test(test_replaced_allocator_sees_every_source_even_after_caching),
              cmocka_unit_test(test_allocator_rejects_incomplete_tables))

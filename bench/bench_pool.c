@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "ct.h"
@@ -154,6 +159,61 @@ static void cascade(ct_pool_t *pool, int siblings, int rounds, double *p50, doub
     free(lat);
 }
 
+/* ---- the floor: bare threads parked on futexes, woken by the kernel ------------------------ */
+
+struct bare {
+    uint32_t word[64];
+    int ready, left; /* atomic */
+    int64_t last;
+};
+
+struct bare_arg {
+    struct bare *b;
+    int i;
+};
+
+static void *bare_waiter(void *arg)
+{
+    struct bare_arg *a = arg;
+    uint32_t *w = &a->b->word[a->i];
+    __atomic_add_fetch(&a->b->ready, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(w, __ATOMIC_ACQUIRE) == 0)
+        syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    if (__atomic_sub_fetch(&a->b->left, 1, __ATOMIC_ACQ_REL) == 0)
+        a->b->last = bench_now_ns();
+    return NULL;
+}
+
+/* `n` plain threads each parked on its own futex; one thread sets the words and wakes them one
+ * by one (what any canceller of parked waiters must do): time until the last one runs. */
+static void bare_cascade(int n, int rounds, double *p50, double *p99)
+{
+    int64_t *lat = malloc(sizeof(*lat) * (size_t) rounds);
+    for (int r = 0; r < rounds; r++) {
+        struct bare b = {.left = n};
+        struct bare_arg args[64];
+        pthread_t th[64];
+        for (int i = 0; i < n; i++) {
+            args[i] = (struct bare_arg){&b, i};
+            pthread_create(&th[i], NULL, bare_waiter, &args[i]);
+        }
+        while (__atomic_load_n(&b.ready, __ATOMIC_ACQUIRE) < n)
+            pause_us(100);
+        pause_us(1000); /* every thread is parked */
+        int64_t t0 = bench_now_ns();
+        for (int i = 0; i < n; i++) {
+            __atomic_store_n(&b.word[i], 1, __ATOMIC_RELEASE);
+            syscall(SYS_futex, &b.word[i], FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        }
+        for (int i = 0; i < n; i++)
+            pthread_join(th[i], NULL);
+        lat[r] = b.last - t0;
+    }
+    *p50 = (double) bench_percentile(lat, rounds, 50) / 1000.0;
+    *p99 = (double) bench_percentile(lat, rounds, 99) / 1000.0;
+    free(lat);
+}
+
 int main(int argc, char **argv)
 {
     quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
@@ -185,6 +245,10 @@ int main(int argc, char **argv)
     cascade(pool, 64, 200 / div, &p50, &p99);
     printf("| first failure → all 64 siblings returned (siblings in `ct_sleep_ms`) | p50 %.0f µs, "
            "p99 %.0f µs | ≤ 1 ms |\n",
+           p50, p99);
+    bare_cascade(64, 200 / div, &p50, &p99);
+    printf("| floor, same run: 64 bare threads parked on futexes, woken one by one → last one "
+           "runs | p50 %.0f µs, p99 %.0f µs | — |\n",
            p50, p99);
     ct_pool_free(pool, CT_POOL_DRAIN);
     ct_timers_stop();

@@ -3,8 +3,9 @@
  *   1. submit-to-start latency on an idle pool (threads parked), p50/p99;
  *   2. the same, back to back (the thread has just finished the previous task);
  *   3. throughput: trivial tasks submitted from one thread, tasks/s;
- *   4. a task group of 64 siblings waiting in ct calls plus one that fails: time from the failing
- *      task's return to ct_group_wait() returning (every sibling has returned), p50/p99.
+ *   4. a task group of 8, then 64 siblings waiting in ct calls plus one that fails: time from the
+ *      failing task's return to ct_group_wait() returning (every sibling has returned), p50/p99,
+ *      next to the floor: 64 bare threads parked on futexes, woken one by one.
  * Every loop is bounded by a count.   bench_pool [--quick] */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -242,6 +243,10 @@ int main(int argc, char **argv)
     ct_pool_options_t big = {.min_threads = 72, .max_threads = 72, .queue_max = 1024};
     if (ct_pool_new(&pool, &big) < 0)
         return 1;
+    cascade(pool, 8, 200 / div, &p50, &p99);
+    printf("| first failure → all 8 siblings returned (siblings in `ct_sleep_ms`) | p50 %.0f µs, "
+           "p99 %.0f µs | — |\n",
+           p50, p99);
     cascade(pool, 64, 200 / div, &p50, &p99);
     printf("| first failure → all 64 siblings returned (siblings in `ct_sleep_ms`) | p50 %.0f µs, "
            "p99 %.0f µs | ≤ 1 ms |\n",

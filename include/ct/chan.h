@@ -25,6 +25,11 @@
  * Deadlines are absolute monotonic milliseconds (ct/time.h): -1 none, a time at or before now =
  * do not wait (one attempt, then -ETIMEDOUT).
  *
+ * A bounded channel is a lock-free ring: a thread that finds a slot claimed by another thread
+ * that has not finished copying its element yet waits for that copy (a few instructions; it
+ * yields the core while it waits), even in a try_ call and even once its token has fired. Only a
+ * thread descheduled or stopped in the middle of its copy makes that wait long.
+ *
  * Ownership: ct_chan_new() gives the caller the channel; ct_chan_free() releases it. Elements are
  * copied in and out byte for byte; what they point to stays the sender's business until a
  * receiver takes it (drain before freeing a channel of pointers). */

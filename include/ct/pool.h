@@ -101,8 +101,9 @@ enum {
 
 /* Shut down and free: submits fail with -ESHUTDOWN from now on; queued tasks run, or with
  * CT_POOL_CANCEL_QUEUED complete with -ECANCELED without running; running tasks are waited for
- * (cancel their tokens to make that quick); every thread is joined. NULL is ignored.
- * Thread: any except a pool thread. */
+ * (cancel their tokens to make that quick); every thread is joined; and every done callback has
+ * returned, including those running on a canceller's thread. NULL is ignored.
+ * Thread: any except a pool thread or a done callback (it would wait for itself). */
 void ct_pool_free(ct_pool_t *pool, int flags);
 
 #ifdef __cplusplus

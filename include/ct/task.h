@@ -16,8 +16,8 @@
  *
  * A task's result decides its status: >= 0 succeeded; -ECANCELED once the group's token has
  * fired is canceled (it stopped because it was asked to, not a failure); any other negative value
- * failed, and the first failure cancels the group. A task canceled before it started never runs
- * and is reported canceled. */
+ * failed, and the first failure cancels the group. A task that never started (the group was
+ * canceled first, or the pool was freed with CT_POOL_CANCEL_QUEUED) is reported canceled. */
 #ifndef CT_TASK_H
 #define CT_TASK_H
 

@@ -46,6 +46,8 @@ struct ct_pool {
     struct worker *all;
     unsigned threads, min_threads, max_threads;
     int64_t idle_ns;
+    unsigned cancels_in_flight;  /* queued tasks being completed by their token's canceller */
+    pthread_cond_t cancels_done; /* ct_pool_free() waits for cancels_in_flight to reach 0 */
     bool stopping;
     uint64_t submitted, started, completed, canceled_before_start, rejected; /* atomic */
 };
@@ -148,10 +150,17 @@ static void on_task_canceled(void *arg, const ct_token_t *tok)
     }
     dequeue(p, t);
     t->state_ = T_DONE;
+    /* The completion runs here, on the canceller's thread, outside the lock: ct_pool_free()
+     * must not free the pool under it, nor return before the done callback has. */
+    p->cancels_in_flight++;
     pthread_mutex_unlock(&p->mu);
     count(&p->canceled_before_start);
     ct_token_unregister(&t->reg_); /* from inside its own callback: returns at once */
     complete(p, t, -ECANCELED);
+    pthread_mutex_lock(&p->mu);
+    if (--p->cancels_in_flight == 0 && p->stopping)
+        pthread_cond_broadcast(&p->cancels_done);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* ---- threads ------------------------------------------------------------------------------- */
@@ -273,6 +282,7 @@ int ct_pool_new(ct_pool_t **out, const ct_pool_options_t *opts)
     if (!p)
         return -ENOMEM;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cancels_done, NULL);
     p->queue_max = o.queue_max;
     p->min_threads = o.min_threads;
     p->max_threads = o.max_threads;
@@ -390,6 +400,12 @@ void ct_pool_free(ct_pool_t *p, int flags)
             pthread_join(w->thread, NULL);
         ct__free(w);
     }
+    /* Tasks canceled while queued complete on their canceller's thread: wait for those too. */
+    pthread_mutex_lock(&p->mu);
+    while (p->cancels_in_flight > 0)
+        pthread_cond_wait(&p->cancels_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_destroy(&p->cancels_done);
     pthread_mutex_destroy(&p->mu);
     ct__free(p);
 }

@@ -20,6 +20,7 @@ struct record {
     void *arg;
     size_t index;
     int result, status; /* under the group's mutex */
+    bool started;       /* fn was called (set on the pool thread before it runs) */
 };
 
 struct ct_group {
@@ -63,6 +64,7 @@ const ct_token_t *ct_group_token(const ct_group_t *g)
 static int run_record(void *arg, const ct_token_t *tok)
 {
     struct record *r = arg;
+    r->started = true; /* read by record_done on this same thread */
     return r->fn(r->arg, tok);
 }
 
@@ -76,7 +78,10 @@ static void record_done(void *arg, int result)
     r->result = result;
     if (result >= 0) {
         r->status = CT_TASK_SUCCEEDED;
-    } else if (result == -ECANCELED && ct_token_canceled(ct_source_token(g->src))) {
+    } else if (result == -ECANCELED &&
+               (!r->started || ct_token_canceled(ct_source_token(g->src)))) {
+        /* Asked to stop, or never started (the group canceled, or the pool shutting down with
+         * CT_POOL_CANCEL_QUEUED): not a failure of the task, and no cascade. */
         r->status = CT_TASK_CANCELED;
     } else {
         r->status = CT_TASK_FAILED;
@@ -131,7 +136,8 @@ int ct_group_spawn(ct_group_t *g, ct_task_fn fn, void *arg)
     } else if (rc < 0) {
         pthread_mutex_lock(&g->mu); /* spawns are serialized: r is still the last record */
         g->n--;
-        g->outstanding--;
+        if (--g->outstanding == 0)
+            ct_cond_broadcast(&g->done_cond); /* a waiter may have seen it at 1 */
         pthread_mutex_unlock(&g->mu);
         ct__free(r);
         return rc;

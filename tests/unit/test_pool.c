@@ -376,6 +376,81 @@ static void test_allocation_failures_return_enomem_and_leak_nothing(void **state
     assert_int_equal(3, ct_test_alloc_torture(new_and_free_pool, NULL, NULL));
 }
 
+/* A done callback that runs on a canceller's thread and takes its time. */
+struct slow_done {
+    ct_pool_task_t task;
+    ct_sem_t entered, leave;
+    int returned; /* atomic */
+};
+
+static void slow_done_cb(void *arg, int result)
+{
+    struct slow_done *d = arg;
+    (void) result;
+    ct_sem_post(&d->entered);
+    ct_sem_wait(&d->leave, NULL, -1);
+    __atomic_store_n(&d->returned, 1, __ATOMIC_SEQ_CST);
+}
+
+struct cancel_arg {
+    ct_source_t *src;
+};
+
+static void *cancel_thread(void *arg)
+{
+    ct_source_cancel(((struct cancel_arg *) arg)->src, CT_CANCELED, NULL);
+    return NULL;
+}
+
+struct freeing {
+    ct_pool_t *pool;
+    struct slow_done *d;
+    int freed;             /* atomic: ct_pool_free returned */
+    int done_had_returned; /* what it saw then */
+};
+
+static void *free_pool_thread(void *arg)
+{
+    struct freeing *f = arg;
+    ct_pool_free(f->pool, CT_POOL_DRAIN);
+    f->done_had_returned = __atomic_load_n(&f->d->returned, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&f->freed, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void test_free_waits_for_done_callbacks_on_a_cancellers_thread(void **state)
+{
+    ct_pool_t *p = new_pool(1, 1, 16);
+    struct blocker b;
+    blocker_init(&b);
+    ct_pool_submit(p, &b.task, blocker_fn, blocker_done, &b, NULL);
+    wait_sem(&b.started);
+    struct slow_done d = {0};
+    ct_sem_init(&d.entered, 0);
+    ct_sem_init(&d.leave, 0);
+    ct_source_t *s;
+    ct_source_new(&s);
+    assert_int_equal(0,
+                     ct_pool_submit(p, &d.task, counted_fn, slow_done_cb, &d, ct_source_token(s)));
+    struct cancel_arg ca = {s};
+    ct_test_thread_t *canceller = ct_test_thread_start(cancel_thread, &ca);
+    wait_sem(&d.entered); /* the done callback runs on the canceller's thread */
+    ct_sem_post(&b.release);
+    wait_sem(&b.done);
+    struct freeing f = {p, &d, 0, 0};
+    ct_test_thread_t *freer = ct_test_thread_start(free_pool_thread, &f);
+    /* The pool's threads end at once, but free must wait for the callback still running. */
+    assert_false(CT_WAIT_FOR(__atomic_load_n(&f.freed, __ATOMIC_SEQ_CST), 50));
+    ct_sem_post(&d.leave);
+    ct_test_thread_join(freer);
+    assert_int_equal(1, f.done_had_returned);
+    ct_test_thread_join(canceller);
+    ct_source_free(s);
+    ct_sem_destroy(&d.entered);
+    ct_sem_destroy(&d.leave);
+    blocker_destroy(&b);
+}
+
 /* Tokens fire while tasks are queued, handed off and dequeued: every task completes once, and
  * runs if and only if it did not complete with -ECANCELED before starting. */
 struct race_task {
@@ -436,4 +511,5 @@ CT_TEST_MAIN(cmocka_unit_test(test_task_runs_and_reports_its_result),
              cmocka_unit_test(test_free_can_cancel_queued_tasks),
              cmocka_unit_test(test_bad_arguments_are_rejected),
              cmocka_unit_test(test_allocation_failures_return_enomem_and_leak_nothing),
-             cmocka_unit_test(test_race_cancel_against_dequeue_completes_each_task_once))
+             cmocka_unit_test(test_race_cancel_against_dequeue_completes_each_task_once),
+             cmocka_unit_test(test_free_waits_for_done_callbacks_on_a_cancellers_thread))

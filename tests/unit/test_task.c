@@ -29,6 +29,17 @@ static int return_index(void *arg, const ct_token_t *tok)
     return (int) (intptr_t) arg;
 }
 
+struct hold {
+    ct_sem_t started, release;
+};
+
+static int blocker(void *arg, const ct_token_t *tok)
+{
+    struct hold *h = arg;
+    ct_sem_post(&h->started);
+    return ct_sem_wait(&h->release, tok, -1);
+}
+
 static void test_group_of_successes_returns_zero(void **state)
 {
     ct_pool_t *p = new_pool(4);
@@ -202,6 +213,93 @@ static void test_queued_siblings_never_start_after_a_failure(void **state)
     ct_sem_destroy(&s.go);
 }
 
+struct waiter_arg {
+    ct_group_t *g;
+    int returned; /* atomic */
+};
+
+static void *group_waiter(void *arg)
+{
+    struct waiter_arg *w = arg;
+    ct_group_wait(w->g);
+    __atomic_store_n(&w->returned, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void test_failed_spawns_do_not_strand_a_waiter(void **state)
+{
+    /* A saturated pool: every spawn fails with -EAGAIN after briefly counting as outstanding. A
+     * thread waiting on the group meanwhile must still return. */
+    ct_pool_t *p;
+    ct_pool_options_t o = {.min_threads = 1, .max_threads = 1, .queue_max = 1};
+    ct_pool_new(&p, &o);
+    struct hold h;
+    ct_sem_init(&h.started, 0);
+    ct_sem_init(&h.release, 0);
+    ct_pool_task_t t[2];
+    ct_pool_submit(p, &t[0], blocker, NULL, &h, NULL);
+    assert_int_equal(0, ct_sem_wait(&h.started, NULL, bound()));
+    ct_pool_submit(p, &t[1], blocker, NULL, &h, NULL); /* fills the queue */
+    ct_group_t *g;
+    ct_group_new(&g, p, NULL);
+    for (int round = 0; round < 20; round++) {
+        struct waiter_arg w = {g, 0};
+        ct_test_thread_t *th = ct_test_thread_start(group_waiter, &w);
+        for (int i = 0; i < 2000 && !__atomic_load_n(&w.returned, __ATOMIC_SEQ_CST); i++)
+            assert_int_equal(-EAGAIN, ct_group_spawn(g, return_index, NULL));
+        assert_true(CT_WAIT_FOR(__atomic_load_n(&w.returned, __ATOMIC_SEQ_CST), 5000));
+        ct_test_thread_join(th);
+    }
+    assert_int_equal(0, ct_group_size(g));
+    ct_group_free(g);
+    ct_sem_post(&h.release);
+    ct_sem_post(&h.release);
+    ct_pool_free(p, CT_POOL_DRAIN);
+    ct_sem_destroy(&h.started);
+    ct_sem_destroy(&h.release);
+}
+
+static void *free_canceling_queued(void *arg)
+{
+    ct_pool_free(arg, CT_POOL_CANCEL_QUEUED);
+    return NULL;
+}
+
+static void test_tasks_canceled_by_pool_shutdown_are_canceled_not_failed(void **state)
+{
+    ct_pool_t *p;
+    ct_pool_options_t o = {.min_threads = 1, .max_threads = 1, .queue_max = 16};
+    ct_pool_new(&p, &o);
+    struct hold h;
+    ct_sem_init(&h.started, 0);
+    ct_sem_init(&h.release, 0);
+    ct_pool_task_t t;
+    ct_pool_submit(p, &t, blocker, NULL, &h, NULL);
+    assert_int_equal(0, ct_sem_wait(&h.started, NULL, bound()));
+    ct_group_t *g;
+    ct_group_new(&g, p, NULL);
+    int ran = 0;
+    for (int i = 0; i < 3; i++)
+        ct_group_spawn(g, must_not_run, &ran); /* queued behind the blocker */
+    ct_test_thread_t *freer = ct_test_thread_start(free_canceling_queued, p);
+    /* Once free has started, the queue has been emptied: the three never run. */
+    assert_true(CT_WAIT_FOR(ct_group_spawn(g, must_not_run, &ran) == -ESHUTDOWN, 5000));
+    ct_sem_post(&h.release);
+    ct_test_thread_join(freer);
+    assert_int_equal(-ECANCELED, ct_group_wait(g));
+    assert_int_equal(0, ran);
+    for (int i = 0; i < 3; i++) {
+        int result = 0;
+        assert_int_equal(CT_TASK_CANCELED, ct_group_status(g, i, &result));
+        assert_int_equal(-ECANCELED, result);
+    }
+    /* Shutdown is not a sibling's failure. */
+    assert_false(ct_token_canceled(ct_group_token(g)));
+    ct_group_free(g);
+    ct_sem_destroy(&h.started);
+    ct_sem_destroy(&h.release);
+}
+
 /* ---- parallel for -------------------------------------------------------------------------- */
 
 struct visits {
@@ -328,17 +426,6 @@ static void test_parallel_for_with_blocking_bodies_is_canceled(void **state)
     ct_pool_free(p, CT_POOL_DRAIN);
 }
 
-struct hold {
-    ct_sem_t started, release;
-};
-
-static int blocker(void *arg, const ct_token_t *tok)
-{
-    struct hold *h = arg;
-    ct_sem_post(&h->started);
-    return ct_sem_wait(&h->release, tok, -1);
-}
-
 static void test_parallel_for_on_a_busy_pool_runs_on_the_calling_thread(void **state)
 {
     ct_pool_t *p;
@@ -369,6 +456,8 @@ CT_TEST_MAIN(cmocka_unit_test(test_group_of_successes_returns_zero),
              cmocka_unit_test(test_spawn_on_a_canceled_group_records_a_canceled_task),
              cmocka_unit_test(test_group_free_cancels_and_waits_for_running_tasks),
              cmocka_unit_test(test_queued_siblings_never_start_after_a_failure),
+             cmocka_unit_test(test_failed_spawns_do_not_strand_a_waiter),
+             cmocka_unit_test(test_tasks_canceled_by_pool_shutdown_are_canceled_not_failed),
              cmocka_unit_test(test_parallel_for_visits_every_index_once),
              cmocka_unit_test(test_parallel_for_stops_early_when_an_index_fails),
              cmocka_unit_test(test_parallel_for_stops_when_the_token_fires),

@@ -71,14 +71,7 @@ struct op {
 static void waitq_add(ct_chan_t *ch, struct waitq *q, struct ct__waiter *w)
 {
     pthread_mutex_lock(&ch->mu);
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-    w->queued = true;
+    ct__waitq_push(&q->head, &q->tail, w);
     __atomic_add_fetch(&q->n, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&ch->mu);
 }
@@ -86,15 +79,7 @@ static void waitq_add(ct_chan_t *ch, struct waitq *q, struct ct__waiter *w)
 /* Unlink `w`; the caller holds the lock. */
 static void waitq_unlink(struct waitq *q, struct ct__waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
-    w->queued = false;
+    ct__waitq_remove(&q->head, &q->tail, w);
     __atomic_sub_fetch(&q->n, 1, __ATOMIC_SEQ_CST);
 }
 

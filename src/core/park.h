@@ -50,6 +50,36 @@ static inline uint32_t ct__waiter_signal(struct ct__waiter *w)
 
 void ct__waiter_wake(uint32_t *word, uint32_t old);
 
+/* A FIFO of waiters (a semaphore's, a condition variable's, a channel side's), guarded by its
+ * owner's lock. `queued` says whether a waiter is still in it: a waiter that finds itself taken
+ * off was signaled. */
+static inline void ct__waitq_push(struct ct__waiter **head, struct ct__waiter **tail,
+                                  struct ct__waiter *w)
+{
+    w->next = NULL;
+    w->prev = *tail;
+    if (*tail)
+        (*tail)->next = w;
+    else
+        *head = w;
+    *tail = w;
+    w->queued = true;
+}
+
+static inline void ct__waitq_remove(struct ct__waiter **head, struct ct__waiter **tail,
+                                    struct ct__waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        *tail = w->prev;
+    w->queued = false;
+}
+
 /* Park until signaled, kicked, `pfd` ready, `tok` fired or `deadline_ns` (ct clock, -1 none)
  * passed; spurious returns are possible.
  * Returns: -ECANCELED if tok fired; 1 if pfd is ready (pfd->revents set); -ETIMEDOUT if the

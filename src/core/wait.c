@@ -43,33 +43,6 @@ int ct_fd_wait(int fd, int events, const ct_token_t *tok, int64_t deadline)
     }
 }
 
-/* ---- waiter queues ------------------------------------------------------------------------- */
-
-static void enqueue(struct ct__waiter **head, struct ct__waiter **tail, struct ct__waiter *w)
-{
-    w->next = NULL;
-    w->prev = *tail;
-    if (*tail)
-        (*tail)->next = w;
-    else
-        *head = w;
-    *tail = w;
-    w->queued = true;
-}
-
-static void dequeue(struct ct__waiter **head, struct ct__waiter **tail, struct ct__waiter *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        *head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        *tail = w->prev;
-    w->queued = false;
-}
-
 /* ---- semaphore ----------------------------------------------------------------------------- */
 
 int ct_sem_init(ct_sem_t *sem, int64_t count)
@@ -103,7 +76,7 @@ int ct_sem_post(ct_sem_t *sem)
         return 0;
     }
     /* Hand the permit straight to the first waiter, so a late thread cannot steal it. */
-    dequeue(&sem->head_, &sem->tail_, w);
+    ct__waitq_remove(&sem->head_, &sem->tail_, w);
     uint32_t *word = &w->word;
     uint32_t old = ct__waiter_signal(w);
     pthread_mutex_unlock(&sem->mu_);
@@ -137,7 +110,7 @@ int ct_sem_wait(ct_sem_t *sem, const ct_token_t *tok, int64_t deadline)
     }
     struct ct__waiter w;
     ct__waiter_init(&w);
-    enqueue(&sem->head_, &sem->tail_, &w);
+    ct__waitq_push(&sem->head_, &sem->tail_, &w);
     pthread_mutex_unlock(&sem->mu_);
 
     int64_t dl = ct__deadline_ns(deadline);
@@ -150,7 +123,7 @@ int ct_sem_wait(ct_sem_t *sem, const ct_token_t *tok, int64_t deadline)
             return 0;
         }
         if (rc < 0) {
-            dequeue(&sem->head_, &sem->tail_, &w);
+            ct__waitq_remove(&sem->head_, &sem->tail_, &w);
             pthread_mutex_unlock(&sem->mu_);
             return rc;
         }
@@ -183,7 +156,7 @@ int ct_cond_wait(ct_cond_t *cond, pthread_mutex_t *mu, const ct_token_t *tok, in
     struct ct__waiter w;
     ct__waiter_init(&w);
     pthread_mutex_lock(&cond->mu_);
-    enqueue(&cond->head_, &cond->tail_, &w);
+    ct__waitq_push(&cond->head_, &cond->tail_, &w);
     pthread_mutex_unlock(&cond->mu_);
     pthread_mutex_unlock(mu);
 
@@ -192,7 +165,7 @@ int ct_cond_wait(ct_cond_t *cond, pthread_mutex_t *mu, const ct_token_t *tok, in
     pthread_mutex_lock(&cond->mu_);
     bool signaled = !w.queued;
     if (!signaled)
-        dequeue(&cond->head_, &cond->tail_, &w);
+        ct__waitq_remove(&cond->head_, &cond->tail_, &w);
     pthread_mutex_unlock(&cond->mu_);
     pthread_mutex_lock(mu);
     if (signaled || rc > 0)
@@ -208,7 +181,7 @@ void ct_cond_signal(ct_cond_t *cond)
         pthread_mutex_unlock(&cond->mu_);
         return;
     }
-    dequeue(&cond->head_, &cond->tail_, w);
+    ct__waitq_remove(&cond->head_, &cond->tail_, w);
     uint32_t *word = &w->word;
     uint32_t old = ct__waiter_signal(w);
     pthread_mutex_unlock(&cond->mu_);
@@ -222,7 +195,7 @@ void ct_cond_broadcast(ct_cond_t *cond)
     pthread_mutex_lock(&cond->mu_);
     struct ct__waiter *w;
     while ((w = cond->head_)) {
-        dequeue(&cond->head_, &cond->tail_, w);
+        ct__waitq_remove(&cond->head_, &cond->tail_, w);
         ct__waiter_wake(&w->word, ct__waiter_signal(w));
     }
     pthread_mutex_unlock(&cond->mu_);

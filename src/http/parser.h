@@ -23,7 +23,8 @@
 struct ct__http_limits {
     size_t max_request_line; /* bytes of method + target + version (414 when the target is what
                                 makes it too long, else 400) */
-    size_t max_header_bytes; /* bytes of the whole head, request line included (431) */
+    size_t max_header_bytes; /* bytes of the whole head, request line and leading empty lines
+                                included (431); at most INT_MAX */
     unsigned max_headers;    /* header fields (431); at most CT__HTTP_MAX_HEADERS */
     uint64_t max_body;       /* body bytes, Content-Length or the sum of the chunks (413) */
 };
@@ -74,8 +75,8 @@ struct ct__http_chunked {
     int state;
     uint64_t chunk_left; /* bytes of the current chunk still to copy */
     uint64_t total;      /* body bytes decoded so far */
-    uint32_t line_len;   /* bytes of the current size/extension/trailer line, to bound it */
-    uint32_t trailer_bytes;
+    uint32_t line_len;   /* bytes of the current size/extension line, to bound it */
+    uint32_t meta_bytes; /* bytes of chunk extensions and trailer fields so far, to bound them */
 };
 
 /* Decode chunked body bytes from in[0..len), copying the data into out[0..out_cap) from
@@ -83,9 +84,12 @@ struct ct__http_chunked {
  * dropped. Returns: the number of bytes of `in` consumed (>= 0); *out_len advanced; *done set
  * once the last chunk and the trailers are complete (the bytes after them belong to the next
  * request and are not consumed);
- *   -400 invalid framing (a size that is not hex, overflows, a missing CRLF, a bad trailer);
- *   -413 the body would exceed max_body (or out_cap, which the caller sizes to max_body).
- * Call again with more input until *done. Thread: any (one decoder per body). */
+ *   -400 invalid framing (a size that is not hex, overflows, a missing CRLF, a bad trailer, a
+ *     size line longer than max_request_line);
+ *   -413 the body would exceed max_body (or out_cap, which the caller sizes to max_body), or
+ *     the chunk extensions and trailers of the body together exceed max_header_bytes.
+ * After an error the decoder returns the same status again. Call again with more input until
+ * *done. Thread: any (one decoder per body). */
 long ct__http_chunked_decode(struct ct__http_chunked *c, const char *in, size_t len, char *out,
                              size_t out_cap, size_t *out_len, const struct ct__http_limits *lim,
                              bool *done);

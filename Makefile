@@ -4,11 +4,13 @@
 #   make test     install missing Debian packages, build, run the whole test suite
 #   make test-asan / make test-tsan     the suite under ASan+UBSan / TSan (clang), own build dirs
 #   make bench    benchmarks, side by side with their peers (see docs/BENCHMARKS.md)
+#   make fuzz     the request parser under libFuzzer for FUZZ_SECONDS (default 60), clang
 #   make format   clang-format every C file
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
 CTEST = ctest --output-on-failure -j$(JOBS) --no-tests=error
 
-.PHONY: all build deps run test test-asan test-tsan bench format clean
+.PHONY: all build deps run test test-asan test-tsan bench fuzz format clean
 
 all: build
 
@@ -45,8 +47,21 @@ bench:
 	./build-bench/bench/bench_pool
 	./build-bench/bench/bench_chan
 
+# The seed corpus is copied to a scratch directory, so the inputs the fuzzer adds never land in
+# the repository; a crashing input is written to build-fuzz/ (crash-*), and running the target
+# on that file replays it.
+fuzz:
+	@scripts/deps.sh sanitize
+	@test -f build-fuzz/CMakeCache.txt || CC=clang cmake -S . -B build-fuzz -DCT_BUILD_FUZZ=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_http_parser
+	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
+	  cp tests/fuzz/corpus/http_parser/* "$$work"/ && \
+	  ./build-fuzz/tests/fuzz/fuzz_http_parser -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+	    -timeout=10 -dict=tests/fuzz/http_parser.dict -artifact_prefix=build-fuzz/ \
+	    -print_final_stats=1 "$$work"
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')
 
 clean:
-	rm -rf build build-asan build-tsan build-bench
+	rm -rf build build-asan build-tsan build-bench build-fuzz

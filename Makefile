@@ -46,6 +46,7 @@ bench:
 	./build-bench/bench/bench_token
 	./build-bench/bench/bench_pool
 	./build-bench/bench/bench_chan
+	./build-bench/bench/bench_http_parser
 
 # The seed corpus is copied to a scratch directory, so the inputs the fuzzer adds never land in
 # the repository; a crashing input is written to build-fuzz/ (crash-*), and running the target

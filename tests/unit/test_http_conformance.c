@@ -1,7 +1,7 @@
 /* The request parser against the conformance corpus in tests/conformance/ (requests derived from
- * llhttp's tests, MIT licence, see the README there), judged the way
- * /work/shared/conformance/http-requests/conformance.py judges a server, one level down: instead
- * of responses on a socket, the messages the parser completes.
+ * llhttp's tests, MIT licence, see the README there), judged the way the team's conformance.py
+ * (conformance/http-requests/ in the shared folder) judges a server, one level down: instead of
+ * responses on a socket, the messages the parser completes.
  *
  * Each case's bytes go to the parser as a server's I/O thread would give them: the head, then the
  * body by its framing (Content-Length bytes, or the chunked decoder), then the next pipelined
@@ -158,23 +158,14 @@ struct outcome {
     int completed; /* messages completed (head and body) */
     int status;    /* END_REJECTED: the status */
     bool in_body;  /* END_REJECTED: the error was in a body */
-    bool upgrade;  /* the last completed message asked for a tunnel (CONNECT or Upgrade) */
 };
-
-static bool has_field(const struct ct__http_head *h, const char *lower)
-{
-    for (unsigned i = 0; i < h->nfields; i++)
-        if (ct__http_token_eq(h->fields[i].name, h->fields[i].name_len, lower))
-            return true;
-    return false;
-}
 
 /* Feed raw[0..len) to the parser as a server would, `step` bytes arriving at a time (0: all at
  * once). The parser is pure, so a head is parsed again from its first byte each time more bytes
  * arrive; the chunked decoder keeps its state and gets only the new bytes. */
 static struct outcome run(const unsigned char *raw, size_t len, size_t step)
 {
-    struct outcome o = {END_WAITING, 0, 0, false, false};
+    struct outcome o = {END_WAITING, 0, 0, false};
     static struct ct__http_head h;
     static char body[1 << 20];
     size_t pos = 0, avail = step ? (step < len ? step : len) : len;
@@ -226,8 +217,6 @@ static struct outcome run(const unsigned char *raw, size_t len, size_t step)
             }
         }
         o.completed++;
-        o.upgrade =
-            (h.method_len == 7 && memcmp(h.method, "CONNECT", 7) == 0) || has_field(&h, "upgrade");
         if (!h.keep_alive) {
             o.end = END_CLOSED;
             return o;

@@ -219,13 +219,11 @@ static int content_length(const unsigned char *v, const unsigned char *e,
     return 0;
 }
 
-/* quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE (RFC 9110 5.6.4), at v. Returns the
- * byte after it, or NULL if there is none. */
+/* quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE (RFC 9110 5.6.4), with v at its
+ * opening quote. Returns the byte after the closing quote, or NULL if it is malformed or cut. */
 static const unsigned char *quoted_string(const unsigned char *v, const unsigned char *e)
 {
-    if (v == e || *v++ != '"')
-        return NULL;
-    while (v < e) {
+    for (v++; v < e;) {
         if (*v == '"')
             return v + 1;
         if (*v == '\\') {

@@ -410,8 +410,10 @@ static void test_chunked_is_recognised_in_any_case_and_list_shape(void **state)
 
 static void test_unknown_transfer_coding_is_501(void **state)
 {
-    const char *codings[] = {"gzip",     "gzip, chunked",  "deflate,chunked",        "pigeons",
-                             "identity", "chunkedchunked", "gzip;q=\"a,b\", chunked"};
+    const char *codings[] = {
+        "gzip",     "gzip, chunked",  "deflate,chunked",         "pigeons",
+        "identity", "chunkedchunked", "gzip;q=\"a,b\", chunked", "gzip ; q = \"a\\\"b\" , chunked",
+        "x;a=b;c=d"};
     char req[128];
     for (size_t i = 0; i < sizeof(codings) / sizeof(codings[0]); i++) {
         snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: %s\r\n\r\n",
@@ -424,8 +426,9 @@ static void test_unknown_transfer_coding_is_501(void **state)
 
 static void test_chunked_not_last_or_repeated_is_400(void **state)
 {
-    const char *bad[] = {"chunked, gzip", "chunked, chunked", "chunked;a=b", "chunked x", "", ",",
-                         "gzip;",         "gzip;a",           "gzip;a=\"b"};
+    const char *bad[] = {
+        "chunked, gzip", "chunked, chunked", "chunked;a=b", "chunked x",    "",          ",",
+        "gzip;",         "gzip;a",           "gzip;a=\"b",  "gzip;a=\"b\\", "gzip;a=b c"};
     char req[128];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: %s\r\n\r\n",

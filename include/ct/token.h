@@ -180,6 +180,11 @@ static inline int ct_token_reason(const ct_token_t *tok)
  * The text stays valid as long as the token does. Thread: any. */
 const char *ct_token_detail(const ct_token_t *tok);
 
+/* When `tok` was canceled, on the ct monotonic clock in ns (ct_now_ns()); 0 if it has not been.
+ * For a linked source, when it was canceled (its parent's cancellation reached it), which is
+ * the same moment within the canceling thread's callbacks. Thread: any. */
+int64_t ct_token_canceled_at_ns(const ct_token_t *tok);
+
 /* The source that was canceled directly (by ct_source_cancel() or its own timeout) and caused
  * `tok` to be canceled, through any number of linked sources; `tok` itself if it was canceled
  * directly; NULL if it has not been canceled. Valid as long as `tok` is. Thread: any. */

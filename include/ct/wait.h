@@ -105,6 +105,14 @@ ssize_t ct_read(int fd, void *buf, size_t len, const ct_token_t *tok, int64_t de
  * Thread: any. */
 ssize_t ct_write(int fd, const void *buf, size_t len, const ct_token_t *tok, int64_t deadline);
 
+/* Write all the bytes of iov[0..iovcnt) in order (at most IOV_MAX buffers), as ct_write().
+ * Returns: the total written; -ECANCELED; -ETIMEDOUT; -EINVAL (too many buffers, or more than
+ * SSIZE_MAX bytes in all); -EPIPE and other negative errno. `iov` is not modified.
+ * Thread: any. */
+struct iovec;
+ssize_t ct_writev(int fd, const struct iovec *iov, int iovcnt, const ct_token_t *tok,
+                  int64_t deadline);
+
 /* Connect socket `fd` (made non-blocking by this call) to `addr`.
  * Returns: 0 connected; -ECANCELED; -ETIMEDOUT; -ECONNREFUSED and other negative errno.
  * Thread: any. */

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ct/wait.h"
 #include "internal.h"
@@ -63,6 +65,72 @@ ssize_t ct_write(int fd, const void *buf, size_t len, const ct_token_t *tok, int
     if (len == 0 && ct_token_canceled(tok))
         return -ECANCELED;
     return (ssize_t) len;
+}
+
+ssize_t ct_writev(int fd, const struct iovec *iov, int iovcnt, const ct_token_t *tok,
+                  int64_t deadline)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt > 0 && !iov) || !ct__deadline_valid(deadline))
+        return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    struct iovec local[64], *v = local;
+    if (iovcnt > 64 && !(v = ct__malloc(sizeof(*v) * (size_t) iovcnt)))
+        return -ENOMEM;
+    memcpy(v, iov, sizeof(*v) * (size_t) iovcnt);
+    bool sock = true;
+    size_t done = 0;
+    int first = 0;
+    ssize_t rc = (ssize_t) total;
+    while (done < total) {
+        if (ct_token_canceled(tok)) {
+            rc = -ECANCELED;
+            break;
+        }
+        ssize_t n;
+        if (sock) {
+            struct msghdr mh = {.msg_iov = v + first, .msg_iovlen = (size_t) (iovcnt - first)};
+            n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } else {
+            n = writev(fd, v + first, iovcnt - first);
+        }
+        if (n < 0) {
+            if (errno == ENOTSOCK && sock) {
+                sock = false;
+                continue;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                rc = -errno;
+                break;
+            }
+            int w = ct_fd_wait(fd, POLLOUT, tok, deadline);
+            if (w < 0) {
+                rc = w;
+                break;
+            }
+            continue;
+        }
+        done += (size_t) n;
+        while (first < iovcnt && (size_t) n >= v[first].iov_len) { /* skip what went out */
+            n -= (ssize_t) v[first].iov_len;
+            first++;
+        }
+        if (first < iovcnt) {
+            v[first].iov_base = (char *) v[first].iov_base + n;
+            v[first].iov_len -= (size_t) n;
+        }
+    }
+    if (total == 0 && ct_token_canceled(tok))
+        rc = -ECANCELED;
+    if (v != local)
+        ct__free(v);
+    return rc;
 }
 
 /* Make `fd` non-blocking if it is not: a blocking connect() or accept() could not be canceled. */

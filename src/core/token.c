@@ -59,6 +59,7 @@ struct ct_source {
     struct ct_source *defer_next, *defer_parent; /* this thread's deferred cancellations */
     int deferred;                                /* atomic: queued there once already */
     struct ct__timer timer;
+    int64_t canceled_at; /* ct_now_ns() when canceled; published with the detail */
     char detail[CT_DETAIL_MAX];
     struct ct_reg parents[]; /* a linked source's registrations on its parents */
 };
@@ -271,6 +272,7 @@ static int cancel_one(struct ct_source *s, int reason, const char *detail, struc
     }
 
     s->cause = cause;
+    s->canceled_at = ct_now_ns();
     if (detail) {
         size_t n = strnlen(detail, CT_DETAIL_MAX - 1);
         memcpy(s->detail, detail, n);
@@ -657,6 +659,14 @@ const char *ct_token_detail(const ct_token_t *tok)
         return NULL;
     wait_published(src_of(tok));
     return src_of(tok)->detail;
+}
+
+int64_t ct_token_canceled_at_ns(const ct_token_t *tok)
+{
+    if (!ct_token_canceled(tok))
+        return 0;
+    wait_published(src_of(tok));
+    return src_of(tok)->canceled_at;
 }
 
 const ct_token_t *ct_token_origin(const ct_token_t *tok)

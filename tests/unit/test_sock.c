@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "ct/time.h"
@@ -256,11 +257,40 @@ static void test_connect_to_a_closed_port_is_refused(void **state)
     close(cfd);
 }
 
+static void test_writev_sends_every_buffer_in_order(void **state)
+{
+    int sv[2];
+    pair(sv);
+    size_t len = 3 << 20;
+    char *in = malloc(len), *out = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char) (i * 7);
+    struct iovec iov[5] = {{out, 10}, {out + 10, 0}, {out + 10, len / 2}, {out + 10 + len / 2, 1},
+                           {out + 11 + len / 2, len - 11 - len / 2}};
+    struct io io;
+    io_init(&io, sv[1], NULL);
+    io.buf = in;
+    io.len = len;
+    ct_test_thread_t *th = ct_test_thread_start(drain_thread, &io);
+    assert_int_equal((ssize_t) len, ct_writev(sv[0], iov, 5, NULL, -1));
+    close(sv[0]);
+    ct_test_thread_join(th);
+    assert_int_equal((ssize_t) len, io.rc);
+    assert_memory_equal(out, in, len);
+    assert_int_equal(10, iov[0].iov_len); /* the caller's array is left alone */
+    assert_int_equal(-EINVAL, ct_writev(sv[1], iov, -1, NULL, -1));
+    free(in);
+    free(out);
+    ct_sem_destroy(&io.started);
+    close(sv[1]);
+}
+
 CT_TEST_MAIN(cmocka_unit_test(test_read_returns_available_data),
              cmocka_unit_test(test_read_returns_ecanceled_when_the_token_fires),
              cmocka_unit_test(test_read_times_out),
              cmocka_unit_test(test_canceled_token_starts_no_io),
              cmocka_unit_test(test_write_sends_everything),
+             cmocka_unit_test(test_writev_sends_every_buffer_in_order),
              cmocka_unit_test(test_write_to_a_stalled_peer_is_canceled),
              cmocka_unit_test(test_write_to_a_closed_peer_is_epipe),
              cmocka_unit_test(test_connect_and_accept_on_loopback),

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ct/time.h"
 #include "ct/token.h"
 #include "ct/wait.h"
 #include "testutil.h"
@@ -75,6 +76,24 @@ static void test_cancel_records_reason_and_detail(void **state)
     assert_int_equal(CT_CLIENT_ABORTED, ct_token_reason(t));
     assert_string_equal("peer reset", ct_token_detail(t));
     assert_ptr_equal(t, ct_token_origin(t));
+    ct_source_free(s);
+}
+
+static void test_cancel_records_when_it_happened(void **state)
+{
+    ct_source_t *s = new_source(), *c;
+    const ct_token_t *parents[] = {ct_source_token(s)};
+    ct_source_new_linked(&c, parents, 1);
+    assert_int_equal(0, ct_token_canceled_at_ns(ct_source_token(s)));
+    assert_int_equal(0, ct_token_canceled_at_ns(NULL));
+    int64_t before = ct_now_ns();
+    ct_source_cancel(s, CT_CANCELED, NULL);
+    int64_t after = ct_now_ns();
+    int64_t at = ct_token_canceled_at_ns(ct_source_token(s));
+    assert_true(at >= before && at <= after);
+    int64_t child_at = ct_token_canceled_at_ns(ct_source_token(c));
+    assert_true(child_at >= at && child_at <= after);
+    ct_source_free(c);
     ct_source_free(s);
 }
 
@@ -612,6 +631,7 @@ CT_TEST_MAIN(
     cmocka_unit_test(test_new_source_is_not_canceled),
     cmocka_unit_test(test_null_token_is_never_canceled),
     cmocka_unit_test(test_cancel_records_reason_and_detail),
+    cmocka_unit_test(test_cancel_records_when_it_happened),
     cmocka_unit_test(test_cancel_without_detail_gives_empty_detail),
     cmocka_unit_test(test_first_cancel_wins), cmocka_unit_test(test_cancel_rejects_invalid_reason),
     cmocka_unit_test(test_user_reason_codes_are_kept),

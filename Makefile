@@ -1,6 +1,6 @@
 # ct — the two commands of the README, and the rest of the developer loop.
 #   make          build everything under build/
-#   make run      install missing Debian packages, build, run the example (ct-demo later)
+#   make run      install missing Debian packages, build, run ct-demo on 127.0.0.1:8080
 #   make test     install missing Debian packages, build, run the whole test suite
 #   make test-asan / make test-tsan     the suite under ASan+UBSan / TSan (clang), own build dirs
 #   make bench    benchmarks, side by side with their peers (see docs/BENCHMARKS.md)
@@ -22,7 +22,7 @@ deps:
 	@scripts/deps.sh build
 
 run: deps build
-	./build/examples/ct-example
+	./build/apps/demo/ct-demo --listen $(or $(LISTEN),127.0.0.1:8080) --data-dir build/ct-demo-data
 
 test: deps build
 	cd build && $(CTEST)

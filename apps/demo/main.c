@@ -1,0 +1,268 @@
+/* ct-demo: the seed articles' scenarios as a real HTTP API on ct.
+ *
+ *   ct-demo [--listen HOST:PORT] [--data-dir DIR] [--help]
+ *
+ * Environment: CT_DEMO_LISTEN, CT_DEMO_DATA_DIR (the options win). Logs go to stderr: the access
+ * log (one line per request, 499 when the client left) and the scenarios' own lines. SIGINT or
+ * SIGTERM stops it gracefully: no new connections, requests in flight get the drain period, then
+ * their tokens fire with CT_SHUTDOWN. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ct/file.h"
+#include "ct/time.h"
+#include "ct/wait.h"
+#include "demo.h"
+
+static const char usage[] =
+    "usage: ct-demo [--listen HOST:PORT] [--data-dir DIR]\n"
+    "\n"
+    "The seed scenarios of cooperative cancellation as an HTTP API on ct.\n"
+    "\n"
+    "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; env CT_DEMO_LISTEN)\n"
+    "  --data-dir DIR      where files/write puts its files (default ./ct-demo-data;\n"
+    "                      env CT_DEMO_DATA_DIR); created if missing\n"
+    "  --drain-ms N        on SIGINT/SIGTERM, time requests get to finish before their\n"
+    "                      tokens fire with CT_SHUTDOWN, 0..600000 (default 10000)\n"
+    "  --help              this text\n"
+    "\n"
+    "Endpoints (see docs/demo.md):\n"
+    "  GET  /healthz\n"
+    "  GET  /metrics\n"
+    "  GET  /api/Demo/reports/generate?rows=200&delayMs=25\n"
+    "  POST /api/Demo/timeout/run?timeoutMs=2000\n"
+    "  POST /api/Demo/linked/search?timeoutMs=1000\n"
+    "  POST /api/Demo/parallel/scrape?n=5&delayMs=800[&failWorker=K|-1]\n"
+    "  POST /api/Demo/files/write?sizeMb=25&chunkMs=200\n"
+    "  GET  /work?ms=5000&mode=io|cpu[&id=N]  (the abort-storm benchmark's endpoint;\n"
+    "       with CT_DEMO_TRACE=<file> each request appends \"id fired_ns returned_ns result\")\n";
+
+void demo_log(const char *fmt, ...)
+{
+    char line[600], ts[40];
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    int n = snprintf(line, sizeof(line), "%s.%03dZ demo ", ts, (int) (tv.tv_usec / 1000));
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int) sizeof(line) - 2)
+        n = (int) sizeof(line) - 2;
+    line[n++] = '\n';
+    if (write(2, line, (size_t) n) < 0) {
+        /* nowhere else to say it */
+    }
+}
+
+json_t *demo_now_json(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char s[48];
+    size_t n = strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(s + n, sizeof(s) - n, ".%03d+00:00", (int) (tv.tv_usec / 1000));
+    return json_string(s);
+}
+
+/* ---- /healthz and /work --------------------------------------------------------------------- */
+
+static int healthz(ct_http_req_t *req, void *arg)
+{
+    (void) arg;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    return ct_http_respond(req, 200, "application/json", ok, sizeof(ok) - 1);
+}
+
+/* CT_DEMO_TRACE=<file>: /work appends "<id> <token fired ns> <returned ns> <result>" per request
+ * (ct_now_ns, CLOCK_MONOTONIC, so a benchmark on the same machine can compare it with the time
+ * its client closed the connection). One write per line, O_APPEND. */
+static int trace_fd = -1;
+
+static int work_body(ct_http_req_t *req, int64_t ms);
+
+/* The abort-storm endpoint: `ms` of work, either waiting in ct calls (io) or burning CPU in
+ * 10 ms steps that check the token between them (cpu). `id` tags the trace line. */
+static int work(ct_http_req_t *req, void *arg)
+{
+    int64_t ms, id;
+    int rc;
+    (void) arg;
+    if ((rc = ct_http_req_query_int(req, "ms", 1000, 0, 600000, &ms)) < 0 ||
+        (rc = ct_http_req_query_int(req, "id", 0, 0, INT64_MAX, &id)) < 0)
+        return rc;
+    rc = work_body(req, ms);
+    if (trace_fd >= 0) {
+        char line[96];
+        int n = snprintf(line, sizeof(line), "%lld %lld %lld %d\n", (long long) id,
+                         (long long) ct_token_canceled_at_ns(ct_http_req_token(req)),
+                         (long long) ct_now_ns(), rc);
+        if (write(trace_fd, line, (size_t) n) < 0) {
+            /* a trace that cannot be written is not worth failing the request for */
+        }
+    }
+    return rc;
+}
+
+static int work_body(ct_http_req_t *req, int64_t ms)
+{
+    int rc;
+    const char *mode = ct_http_req_query_param(req, "mode");
+    const ct_token_t *tok = ct_http_req_token(req);
+    if (mode && strcmp(mode, "cpu") == 0) {
+        for (int64_t done = 0; done < ms; done += 10) {
+            if ((rc = ct_token_check(tok)) < 0)
+                return rc;
+            struct timespec t0, t;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+            do { /* 10 ms of CPU */
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+            } while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 10000000L);
+        }
+    } else if (mode && strcmp(mode, "io") != 0) {
+        return ct_http_respond_error(req, 400, "invalid_parameter", "mode must be io or cpu");
+    } else if ((rc = ct_sleep_ms(ms, tok)) < 0) {
+        return rc;
+    }
+    return ct_http_respond(req, 200, "text/plain", "done\n", 5);
+}
+
+int demo_base_routes(ct_http_server_t *srv, struct demo *d)
+{
+    int rc;
+    if ((rc = ct_http_route(srv, "GET", "/healthz", healthz, d, NULL)) < 0 ||
+        (rc = ct_http_route(srv, "GET", "/work", work, d, NULL)) < 0)
+        return rc;
+    return 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static void *signal_thread(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+    sigwait(set, &sig);
+    return (void *) (intptr_t) sig;
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen = getenv("CT_DEMO_LISTEN"), *data_dir = getenv("CT_DEMO_DATA_DIR");
+    long drain_ms = 10000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
+            listen = argv[++i];
+        } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
+            data_dir = argv[++i];
+        } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
+            char *end;
+            drain_ms = strtol(argv[++i], &end, 10);
+            if (*end || drain_ms < 0 || drain_ms > 600000) {
+                fprintf(stderr, "ct-demo: --drain-ms must be 0..600000\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "ct-demo: unknown argument '%s'\n\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (!listen || !*listen)
+        listen = "127.0.0.1:8080";
+    if (!data_dir || !*data_dir)
+        data_dir = "ct-demo-data";
+    if (mkdir(data_dir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "ct-demo: cannot create %s: %s\n", data_dir, strerror(errno));
+        return 1;
+    }
+    const char *trace = getenv("CT_DEMO_TRACE");
+    if (trace && *trace && (trace_fd = open(trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                                            0644)) < 0) {
+        fprintf(stderr, "ct-demo: cannot open CT_DEMO_TRACE %s: %s\n", trace, strerror(errno));
+        return 1;
+    }
+    /* Every connection is a file descriptor: use all the process may have. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    int swept = ct_file_sweep(data_dir, NULL); /* what a killed run may have left */
+    if (swept > 0)
+        demo_log("removed %d temporary file(s) a previous run left in %s", swept, data_dir);
+
+    /* Signals go to one thread that waits for them; a shell's background job starts with SIGINT
+     * ignored, and an ignored signal is discarded even while blocked. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct demo d = {.data_dir = data_dir};
+    ct_pool_options_t po = {.min_threads = 2, .max_threads = 128, .queue_max = 4096};
+    int rc = ct_pool_new(&d.work, &po);
+    ct_http_options_t o = {.listen = listen, .drain_timeout_ms = drain_ms};
+    if (rc == 0)
+        rc = ct_http_server_new(&d.srv, &o);
+    if (rc < 0) {
+        fprintf(stderr, "ct-demo: %s\n", ct_strerror(rc));
+        return 1;
+    }
+    if ((rc = demo_base_routes(d.srv, &d)) < 0 || (rc = demo_seed000_routes(d.srv, &d)) < 0 ||
+        (rc = ct_http_server_start(d.srv)) < 0) {
+        fprintf(stderr, "ct-demo: cannot start on %s: %s\n", listen, ct_strerror(rc));
+        return 1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char host[64] = "?";
+    ct_http_server_addr(d.srv, &ss, &sslen);
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        host[0] = '[';
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, host + 1, sizeof(host) - 2);
+        strcat(host, "]");
+        port = ntohs(((struct sockaddr_in6 *) &ss)->sin6_port);
+    }
+    demo_log("listening on http://%s:%d (data in %s); Ctrl+C to stop", host, port, data_dir);
+    pthread_t th;
+    pthread_create(&th, NULL, signal_thread, &set);
+    void *sig;
+    pthread_join(th, &sig);
+    demo_log("%s: stopping (draining requests in flight)",
+             (intptr_t) sig == SIGINT ? "SIGINT" : "SIGTERM");
+    rc = ct_http_server_stop(d.srv);
+    ct_http_server_free(d.srv);
+    ct_pool_free(d.work, CT_POOL_CANCEL_QUEUED);
+    ct_timers_stop();
+    demo_log("stopped%s", rc < 0 ? " (some handlers ignored their tokens)" : "");
+    return 0;
+}

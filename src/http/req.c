@@ -125,24 +125,30 @@ int ct__http_req_prepare(ct_http_req_t *req, char *buf, int head_len)
         ((char *) h->fields[i].value)[h->fields[i].value_len] = '\0';
     }
     req->method = method;
-    char *path = target;
+    char *path = target, *query = NULL;
     if (target[0] != '/' && strcmp(target, "*") != 0) {
-        /* absolute-form: http://host/path; the path starts at the first '/' after "//". */
+        /* absolute-form (RFC 9112 3.2.2): scheme "://" authority [path] ["?" query]. The path may
+         * be missing ("http://host?x=1"); it is then "/". */
         char *scheme = strstr(target, "://");
-        path = scheme ? strchr(scheme + 3, '/') : NULL;
-        if (!path) {
-            if (!scheme)
-                return -400; /* authority-form (CONNECT) is not served */
-            path = (char *) "/";
+        if (!scheme)
+            return -400; /* authority-form (CONNECT) is not served */
+        char *rest = scheme + 3 + strcspn(scheme + 3, "/?");
+        if (*rest == '/') {
+            path = rest;
+        } else {
+            if (*rest == '?')
+                query = rest + 1;
+            if (!(path = ct_http_req_alloc(req, 2)))
+                return -503;
+            strcpy(path, "/");
         }
     }
-    char *q = strchr(path, '?');
+    char *q = query ? NULL : strchr(path, '?');
     if (q) {
         *q = '\0';
-        req->query = q + 1;
-    } else {
-        req->query = "";
+        query = q + 1;
     }
+    req->query = query ? query : "";
     if (decode_path(path) < 0)
         return -400;
     req->path = path;

@@ -230,6 +230,25 @@ static void test_routing_is_case_insensitive_and_answers_404_and_405(void **stat
     stop(t);
 }
 
+static void test_absolute_form_and_asterisk_targets_are_served(void **state)
+{
+    struct tsrv *t = start((ct_http_options_t){0});
+    assert_int_equal(200,
+                     tget(t->port, "GET http://t/hello HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    assert_int_equal(
+        200,
+        tget(t->port, "GET http://t:80/items/3?rows=2 HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    /* No path at all: it is "/" (there is no route for it), and the query still counts. */
+    assert_int_equal(404,
+                     tget(t->port, "GET http://t?a=1 HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    assert_int_equal(
+        404, tget(t->port, "GET http://t:1234?a=1 HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    assert_int_equal(404, tget(t->port, "GET http://t HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    assert_int_equal(404, tget(t->port, "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    assert_int_equal(200, tget(t->port, GET("/hello"), 5000).status); /* still serving */
+    stop(t);
+}
+
 static void test_parameters_out_of_bounds_get_400_naming_them(void **state)
 {
     struct tsrv *t = start((ct_http_options_t){0});
@@ -665,6 +684,7 @@ CT_TEST_MAIN(cmocka_unit_test(test_requests_on_one_keep_alive_connection),
              cmocka_unit_test(test_pipelined_requests_are_answered_in_order_not_taken_for_aborts),
              cmocka_unit_test(test_request_body_is_read_by_content_length_and_chunked),
              cmocka_unit_test(test_routing_is_case_insensitive_and_answers_404_and_405),
+             cmocka_unit_test(test_absolute_form_and_asterisk_targets_are_served),
              cmocka_unit_test(test_parameters_out_of_bounds_get_400_naming_them),
              cmocka_unit_test(test_edge_answers_500_for_errors_and_204_for_silence),
              cmocka_unit_test(test_streamed_response_is_chunked),

@@ -51,15 +51,20 @@ bench:
 # The seed corpus is copied to a scratch directory, so the inputs the fuzzer adds never land in
 # the repository; a crashing input is written to build-fuzz/ (crash-*), and running the target
 # on that file replays it.
+# Each fuzz target runs FUZZ_SECONDS on a scratch copy of its seed corpus (tests/fuzz/corpus/NAME).
+FUZZ_TARGETS ?= http_parser http_request
 fuzz:
 	@scripts/deps.sh sanitize
 	@test -f build-fuzz/CMakeCache.txt || CC=clang cmake -S . -B build-fuzz -DCT_BUILD_FUZZ=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_http_parser
-	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
-	  cp tests/fuzz/corpus/http_parser/* "$$work"/ && \
-	  ./build-fuzz/tests/fuzz/fuzz_http_parser -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
-	    -timeout=10 -dict=tests/fuzz/http_parser.dict -artifact_prefix=build-fuzz/ \
-	    -print_final_stats=1 "$$work"
+	cmake --build build-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  work=$$(mktemp -d) && cp tests/fuzz/corpus/$$t/* "$$work"/ && \
+	  dict=tests/fuzz/http_parser.dict && \
+	  ./build-fuzz/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+	    -timeout=10 -dict=$$dict -artifact_prefix=build-fuzz/$$t- \
+	    -print_final_stats=1 "$$work" || { rm -rf "$$work"; exit 1; }; \
+	  rm -rf "$$work"; \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')

@@ -25,7 +25,7 @@
 #include "ct/time.h"
 #include "internal.h"
 
-#define BUF_MIN 4096
+#define BUF_MIN  4096
 #define BUF_KEEP (16 * 1024) /* a connection that read a big request shrinks back after it */
 
 /* ---- deadline lists ------------------------------------------------------------------------- */
@@ -253,8 +253,8 @@ static void process(struct conn *c)
         }
         bool done = false;
         long n = ct__http_chunked_decode(&c->chunked, c->buf + head + c->chunk_in, avail,
-                                         req->body_owned, req->body_cap, &req->body_len,
-                                         &s->limits, &done);
+                                         req->body_owned, req->body_cap, &req->body_len, &s->limits,
+                                         &done);
         if (n < 0) {
             reject(c, (int) -n);
             return;
@@ -274,8 +274,7 @@ static void begin_request(struct conn *c)
 {
     if (c->list == &c->io->idle) {
         ct__http_list_remove(c);
-        list_push(&c->io->reading, c,
-                  ct_now_ns() + c->io->srv->o.header_timeout_ms * 1000000);
+        list_push(&c->io->reading, c, ct_now_ns() + c->io->srv->o.header_timeout_ms * 1000000);
     }
 }
 

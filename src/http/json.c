@@ -28,7 +28,6 @@ json_t *ct_http_req_json(ct_http_req_t *req)
     json_error_t err;
     json_t *v = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &err) : NULL;
     if (!v)
-        ct_http_respond_error(req, 400, "invalid_json",
-                              len ? err.text : "a JSON body is required");
+        ct_http_respond_error(req, 400, "invalid_json", len ? err.text : "a JSON body is required");
     return v;
 }

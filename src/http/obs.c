@@ -20,9 +20,9 @@
 #include "ct/time.h"
 #include "internal.h"
 
-#define STATUS_MIN 100
+#define STATUS_MIN   100
 #define STATUS_SLOTS 500 /* 100..599 */
-#define NBUCKETS 16
+#define NBUCKETS     16
 
 static const double bucket_s[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                           0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
@@ -35,10 +35,10 @@ struct hist {
 };
 
 struct metrics {
-    unsigned rows;               /* routes + 1 (unrouted) */
+    unsigned rows; /* routes + 1 (unrouted) */
     uint64_t (*by_status)[STATUS_SLOTS];
     uint64_t requests;
-    uint64_t canceled[6];        /* by reason; user reasons in [0] */
+    uint64_t canceled[6]; /* by reason; user reasons in [0] */
     struct hist cancel_to_return, queue_wait;
 };
 

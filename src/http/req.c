@@ -429,6 +429,12 @@ static const char *date_line(void)
     return line;
 }
 
+/* A HEAD request gets the status line and headers of the GET response, and no body. */
+static bool is_head(const ct_http_req_t *req)
+{
+    return req->method && strcmp(req->method, "HEAD") == 0;
+}
+
 static bool must_close(ct_http_req_t *req)
 {
     return !req->keep_alive || ct_token_canceled(ct_source_token(req->srv->stopping)) ||
@@ -493,7 +499,7 @@ static int start(ct_http_req_t *req, int status, const char *content_type, long 
     if (length >= 0)
         __atomic_store_n(&req->responded, 1, __ATOMIC_RELEASE);
     struct iovec iov[2] = {{head, (size_t) n}, {(void *) body, body_len}};
-    return send_iov(req, iov, body_len ? 2 : 1);
+    return send_iov(req, iov, body_len && !is_head(req) ? 2 : 1);
 }
 
 int ct_http_respond(ct_http_req_t *req, int status, const char *content_type, const void *body,
@@ -561,7 +567,9 @@ void ct__http_answer_now(struct conn *c, int status, const char *code, const cha
                         status, ct__http_reason_phrase(status), date_line(), blen,
                         close ? "Connection: close\r\n" : "");
     struct iovec iov[2] = {{head, (size_t) hlen}, {body, (size_t) blen}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    if (is_head(req))
+        blen = 0; /* Content-Length says what a GET would get; no body follows */
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
     ssize_t n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     req->status = status;
     req->close_after = close;
@@ -589,7 +597,7 @@ int ct_http_stream_write(ct_http_req_t *req, const void *data, size_t len)
         req->broken = true;
         return -ECANCELED;
     }
-    if (len == 0)
+    if (len == 0 || is_head(req))
         return 0;
     char size[24];
     int n = snprintf(size, sizeof(size), "%zx\r\n", len);
@@ -603,6 +611,8 @@ int ct_http_stream_end(ct_http_req_t *req)
         return -EINVAL;
     req->streaming = false;
     __atomic_store_n(&req->responded, 1, __ATOMIC_RELEASE);
+    if (is_head(req))
+        return 0;
     struct iovec iov = {(void *) "0\r\n\r\n", 5};
     return send_iov(req, &iov, 1);
 }

@@ -199,13 +199,13 @@ static bool match_one(ct_http_req_t *req, const struct route *r, const char *pat
     return true;
 }
 
-int ct__http_match(ct_http_server_t *s, ct_http_req_t *req)
+static int match_method(ct_http_server_t *s, ct_http_req_t *req, const char *method,
+                        bool *path_matched)
 {
-    bool path_matched = false;
     for (unsigned i = 0; i < s->nroutes; i++) {
         struct route *r = s->routes[i];
-        if (strcmp(r->method, req->method) != 0) {
-            path_matched = path_matched || match_one(NULL, r, req->path);
+        if (strcmp(r->method, method) != 0) {
+            *path_matched = *path_matched || match_one(NULL, r, req->path);
             continue;
         }
         if (match_one(req, r, req->path)) {
@@ -213,5 +213,17 @@ int ct__http_match(ct_http_server_t *s, ct_http_req_t *req)
             return MATCH_OK;
         }
     }
+    return MATCH_NONE;
+}
+
+int ct__http_match(ct_http_server_t *s, ct_http_req_t *req)
+{
+    bool path_matched = false;
+    if (match_method(s, req, req->method, &path_matched) == MATCH_OK)
+        return MATCH_OK;
+    /* HEAD is GET without the body (RFC 9110 9.3.2): a GET route serves it unless a HEAD route
+     * does; the response functions leave the body out. */
+    if (strcmp(req->method, "HEAD") == 0 && match_method(s, req, "GET", &path_matched) == MATCH_OK)
+        return MATCH_OK;
     return path_matched ? MATCH_WRONG_METHOD : MATCH_NONE;
 }

@@ -55,12 +55,11 @@ static int apply_defaults(ct_http_options_t *o)
     DEF(cancel_grace_ms, 250);
     DEF(log_fd, 2);
     if (!in_range(o->io_threads, 1, 64) || !in_range(o->max_connections, 1, 1000000) ||
-        !in_range(o->max_request_line, 64, 65536) ||
-        !in_range(o->max_header_bytes, 256, 1048576) ||
-        !in_range(o->max_headers, 1, CT__HTTP_MAX_HEADERS) ||
-        o->max_body > ((uint64_t) 1 << 30) || !in_range(o->header_timeout_ms, 1, 3600000) ||
-        !in_range(o->idle_timeout_ms, 1, 3600000) || !in_range(o->write_timeout_ms, 1, 3600000) ||
-        !in_range(o->drain_timeout_ms, 0, 3600000) || !in_range(o->cancel_grace_ms, 1, 3600000) ||
+        !in_range(o->max_request_line, 64, 65536) || !in_range(o->max_header_bytes, 256, 1048576) ||
+        !in_range(o->max_headers, 1, CT__HTTP_MAX_HEADERS) || o->max_body > ((uint64_t) 1 << 30) ||
+        !in_range(o->header_timeout_ms, 1, 3600000) || !in_range(o->idle_timeout_ms, 1, 3600000) ||
+        !in_range(o->write_timeout_ms, 1, 3600000) || !in_range(o->drain_timeout_ms, 0, 3600000) ||
+        !in_range(o->cancel_grace_ms, 1, 3600000) ||
         !in_range(o->access_log, CT_HTTP_LOG_TEXT, CT_HTTP_LOG_OFF) || o->log_fd < 0)
         return -EINVAL;
     if (o->timeout.ms < CT_HTTP_NO_TIMEOUT || o->timeout.ms > CT_TIMEOUT_MAX_MS ||
@@ -128,8 +127,8 @@ int ct_http_server_new(ct_http_server_t **out, const ct_http_options_t *opts)
     if ((rc = parse_listen(o.listen, &s->addr, &s->addrlen)) < 0)
         goto fail;
     s->o.listen = NULL; /* the caller's string need not outlive this call */
-    s->limits = (struct ct__http_limits){o.max_request_line, o.max_header_bytes, o.max_headers,
-                                         o.max_body};
+    s->limits =
+        (struct ct__http_limits){o.max_request_line, o.max_header_bytes, o.max_headers, o.max_body};
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if ((rc = ct_source_new(&s->stopping)) < 0)
@@ -160,7 +159,7 @@ static void io_destroy(struct io *io)
     pthread_mutex_destroy(&io->mu);
 }
 
-static void tell_all(ct_http_server_t *s, bool *(*flag)(struct io *));
+static void tell_all(ct_http_server_t *s, bool *(*flag)(struct io *) );
 static bool *flag_quit(struct io *io)
 {
     return &io->quit;
@@ -488,7 +487,7 @@ static unsigned wait_in_flight(ct_http_server_t *s, int64_t deadline)
     return left;
 }
 
-static void tell_all(ct_http_server_t *s, bool *(*flag)(struct io *))
+static void tell_all(ct_http_server_t *s, bool *(*flag)(struct io *) )
 {
     for (unsigned i = 0; i < s->nio; i++) {
         struct io *io = &s->io[i];

@@ -230,6 +230,42 @@ static void test_routing_is_case_insensitive_and_answers_404_and_405(void **stat
     stop(t);
 }
 
+static void test_head_is_answered_like_get_without_a_body(void **state)
+{
+    struct tsrv *t = start((ct_http_options_t){0});
+    struct tconn *c = calloc(1, sizeof(*c));
+    c->fd = tconnect(t->port);
+    tsend(c->fd, "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n" GET("/hello"));
+    /* The head says 6 bytes, none follow: the next response must parse right after it. */
+    char *end = NULL;
+    int64_t deadline = ct_deadline_after(5000);
+    while (!(end = strstr(c->pending, "\r\n\r\n")) && tfill(c, deadline))
+        c->pending[c->npending] = '\0';
+    assert_non_null(end);
+    assert_non_null(strstr(c->pending, "HTTP/1.1 200 OK"));
+    assert_non_null(strstr(c->pending, "Content-Length: 6"));
+    tconsume(c, (size_t) (end - c->pending) + 4);
+    struct tresp r = tread(c, 5000);
+    assert_int_equal(200, r.status);
+    assert_string_equal("hello\n", r.body);
+    close(c->fd);
+    free(c);
+    /* The server's own answers leave the body out too: a GET follows on the same connection. */
+    c = calloc(1, sizeof(*c));
+    c->fd = tconnect(t->port);
+    tsend(c->fd, "HEAD /nowhere HTTP/1.1\r\nHost: t\r\n\r\n" GET("/hello"));
+    deadline = ct_deadline_after(5000);
+    while (!(end = strstr(c->pending, "\r\n\r\n")) && tfill(c, deadline))
+        c->pending[c->npending] = '\0';
+    assert_non_null(strstr(c->pending, "HTTP/1.1 404"));
+    tconsume(c, (size_t) (end - c->pending) + 4);
+    r = tread(c, 5000);
+    assert_int_equal(200, r.status);
+    close(c->fd);
+    free(c);
+    stop(t);
+}
+
 static void test_absolute_form_and_asterisk_targets_are_served(void **state)
 {
     struct tsrv *t = start((ct_http_options_t){0});
@@ -684,6 +720,7 @@ CT_TEST_MAIN(cmocka_unit_test(test_requests_on_one_keep_alive_connection),
              cmocka_unit_test(test_pipelined_requests_are_answered_in_order_not_taken_for_aborts),
              cmocka_unit_test(test_request_body_is_read_by_content_length_and_chunked),
              cmocka_unit_test(test_routing_is_case_insensitive_and_answers_404_and_405),
+             cmocka_unit_test(test_head_is_answered_like_get_without_a_body),
              cmocka_unit_test(test_absolute_form_and_asterisk_targets_are_served),
              cmocka_unit_test(test_parameters_out_of_bounds_get_400_naming_them),
              cmocka_unit_test(test_edge_answers_500_for_errors_and_204_for_silence),

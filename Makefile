@@ -4,13 +4,14 @@
 #   make test     install missing Debian packages, build, run the whole test suite
 #   make test-asan / make test-tsan     the suite under ASan+UBSan / TSan (clang), own build dirs
 #   make bench    benchmarks, side by side with their peers (see docs/BENCHMARKS.md)
+#   make bench-http   ct-http against nginx and Go's net/http (bench/http/run.sh, ~15 min)
 #   make fuzz     the request parser under libFuzzer for FUZZ_SECONDS (default 60), clang
 #   make format   clang-format every C file
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 CTEST = ctest --output-on-failure -j$(JOBS) --no-tests=error
 
-.PHONY: all build deps run test test-asan test-tsan bench fuzz format clean
+.PHONY: all build deps run test test-asan test-tsan bench bench-http fuzz format clean
 
 all: build
 
@@ -47,6 +48,14 @@ bench:
 	./build-bench/bench/bench_pool
 	./build-bench/bench/bench_chan
 	./build-bench/bench/bench_http_parser
+
+# ct-demo against nginx and Go's net/http on 127.0.0.1: abort storm, throughput, scale.
+# BENCH_HTTP_ARGS: e.g. --quick, or --only storm|throughput|scale.
+bench-http:
+	@scripts/deps.sh httpbench
+	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	cmake --build build-bench -j$(JOBS)
+	bench/http/run.sh $(BENCH_HTTP_ARGS)
 
 # The seed corpus is copied to a scratch directory, so the inputs the fuzzer adds never land in
 # the repository; a crashing input is written to build-fuzz/ (crash-*), and running the target

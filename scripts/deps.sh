@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian packages ct needs that are missing, then do nothing more.
-# Usage: scripts/deps.sh [group...]   groups: build (default), sanitize, bench
+# Usage: scripts/deps.sh [group...]   groups: build (default), sanitize, bench, httpbench
 # Needs root (or sudo) and apt only when something is missing; a machine that has it all is
 # left alone, so this is cheap to run before every build.
 set -eu
@@ -8,6 +8,7 @@ set -eu
 pkgs_build="build-essential cmake pkg-config libcmocka-dev libjansson-dev curl python3"
 pkgs_sanitize="clang libclang-rt-14-dev"
 pkgs_bench="g++"
+pkgs_httpbench="golang-go nginx-light wrk" # the peers and the load of bench/http/run.sh
 
 want=""
 [ $# -eq 0 ] && set -- build
@@ -16,7 +17,8 @@ for group in "$@"; do
     build) want="$want $pkgs_build" ;;
     sanitize) want="$want $pkgs_build $pkgs_sanitize" ;;
     bench) want="$want $pkgs_build $pkgs_bench" ;;
-    *) echo "deps.sh: unknown group '$group' (build, sanitize, bench)" >&2; exit 2 ;;
+    httpbench) want="$want $pkgs_build $pkgs_bench $pkgs_httpbench" ;;
+    *) echo "deps.sh: unknown group '$group' (build, sanitize, bench, httpbench)" >&2; exit 2 ;;
   esac
 done
 

@@ -79,7 +79,9 @@ typedef struct ct_http_options {
     const char *listen;          /* "host:port" to bind, IPv4 or [IPv6] (default
                                     "127.0.0.1:8080"; port 0 picks a free port) */
     unsigned io_threads;         /* epoll threads, 1..64 (default: the CPU count) */
-    unsigned max_connections;    /* open connections, 1..1 000 000 (default 10 000) */
+    unsigned max_connections;    /* open connections, 1..1 000 000 (default: the open-file
+                                    limit, less 64 for the application); beyond, or out of file
+                                    descriptors, a new connection gets 503 and is closed */
     ct_pool_t *pool;             /* handlers' pool (default: one of the server's own, 2..256
                                     threads, queue 65 536) */
     uint32_t max_request_line;   /* bytes, 64..65 536 (default 8 192): 414 or 400 beyond */

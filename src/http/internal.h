@@ -155,6 +155,7 @@ struct conn {
 struct io {
     ct_http_server_t *srv;
     int epfd, wakefd;
+    int spare_fd; /* /dev/null, given up to refuse a connection when out of descriptors */
     pthread_t thread;
     pthread_mutex_t mu;             /* guards the two queues below */
     struct ct_http_req *done;       /* completed requests to take back (linked through done_next) */

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +18,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
@@ -38,12 +41,25 @@ static bool in_range(int64_t v, int64_t lo, int64_t hi)
     return v >= lo && v <= hi;
 }
 
+/* As many connections as the process may open files, less a reserve for the application's own
+ * (databases, logs, files it writes). */
+enum { FD_RESERVE = 64 };
+
+static unsigned default_max_connections(void)
+{
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur == RLIM_INFINITY)
+        return 1000000;
+    rlim_t n = nofile.rlim_cur > FD_RESERVE * 2 ? nofile.rlim_cur - FD_RESERVE : nofile.rlim_cur / 2;
+    return n < 1 ? 1 : n > 1000000 ? 1000000 : (unsigned) n;
+}
+
 static int apply_defaults(ct_http_options_t *o)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     DEF(listen, "127.0.0.1:8080");
     DEF(io_threads, cpus > 0 ? (unsigned) cpus : 1);
-    DEF(max_connections, 10000);
+    DEF(max_connections, default_max_connections());
     DEF(max_request_line, 8192);
     DEF(max_header_bytes, 16384);
     DEF(max_headers, 100);
@@ -156,6 +172,8 @@ static void io_destroy(struct io *io)
         close(io->epfd);
     if (io->wakefd >= 0)
         close(io->wakefd);
+    if (io->spare_fd >= 0)
+        close(io->spare_fd);
     pthread_mutex_destroy(&io->mu);
 }
 
@@ -237,6 +255,39 @@ void ct__http_request_done(ct_http_req_t *req)
         ct__http_io_wake(io);
 }
 
+/* A connection the server will not serve: told so, then closed. The socket is new and its send
+ * buffer empty, so the write does not block; a client that has already sent its request may see
+ * a reset instead, which is the best that can be done for it. */
+static void refuse(ct_http_server_t *s, int fd)
+{
+#define REFUSAL_BODY "{\"error\":\"overloaded\",\"message\":\"too many connections\",\"status\":503}"
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "Content-Type: application/json\r\n"
+                               "Content-Length: 68\r\n"
+                               "Connection: close\r\n\r\n" REFUSAL_BODY;
+    _Static_assert(sizeof(REFUSAL_BODY) - 1 == 68, "the refusal's Content-Length");
+#undef REFUSAL_BODY
+    send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+    __atomic_add_fetch(&s->rejected, 1, __ATOMIC_RELAXED);
+}
+
+/* Out of file descriptors, a pending connection cannot be accepted and the listening socket
+ * stays readable: the thread would spin. Give up the spare descriptor, accept the connection
+ * to refuse it, take the spare back. */
+static void refuse_without_fd(struct io *io)
+{
+    ct_http_server_t *s = io->srv;
+    if (io->spare_fd >= 0) {
+        close(io->spare_fd);
+        io->spare_fd = -1;
+    }
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+        refuse(s, fd);
+    io->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void accept_some(struct io *io)
 {
     ct_http_server_t *s = io->srv;
@@ -245,13 +296,16 @@ static void accept_some(struct io *io)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            return; /* EAGAIN, or the socket was shut down, or out of fds (EMFILE) */
+            if (errno == EMFILE || errno == ENFILE) {
+                refuse_without_fd(io);
+                continue;
+            }
+            return; /* EAGAIN, or the socket was shut down */
         }
         unsigned open = __atomic_add_fetch(&s->open_connections, 1, __ATOMIC_RELAXED);
         if (open > s->o.max_connections) {
             __atomic_sub_fetch(&s->open_connections, 1, __ATOMIC_RELAXED);
-            __atomic_add_fetch(&s->rejected, 1, __ATOMIC_RELAXED);
-            close(fd);
+            refuse(s, fd);
             continue;
         }
         __atomic_add_fetch(&s->connections, 1, __ATOMIC_RELAXED);
@@ -418,7 +472,8 @@ static int io_init(ct_http_server_t *s, struct io *io)
     pthread_mutex_init(&io->mu, NULL);
     io->epfd = epoll_create1(EPOLL_CLOEXEC);
     io->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (io->epfd < 0 || io->wakefd < 0)
+    io->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (io->epfd < 0 || io->wakefd < 0 || io->spare_fd < 0)
         return -errno;
     struct epoll_event wake = {.events = EPOLLIN, .data.ptr = io};
     struct epoll_event lis = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_tag};
@@ -445,7 +500,7 @@ int ct_http_server_start(ct_http_server_t *s)
     if (!s->io)
         return -ENOMEM;
     for (unsigned i = 0; i < s->o.io_threads; i++) {
-        s->io[i].epfd = s->io[i].wakefd = -1;
+        s->io[i].epfd = s->io[i].wakefd = s->io[i].spare_fd = -1;
         s->nio++;
         if ((rc = io_init(s, &s->io[i])) < 0)
             return rc;

@@ -3,7 +3,10 @@
  * requests are not aborts; bad input is answered 4xx and the server keeps serving. Handlers that
  * must be running when the test acts say so through a semaphore; nothing sleeps to synchronise. */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <string.h>
 
 #include "http_util.h"
@@ -520,16 +523,65 @@ static void test_connections_beyond_the_limit_are_refused(void **state)
     int a = tconnect(t->port), b = tconnect(t->port);
     ct_http_stats_t st;
     assert_true(CT_WAIT_FOR((ct_http_server_stats(t->s, &st), st.open_connections == 2), 5000));
-    int c = tconnect(t->port);
-    assert_true(tserver_closes(c, 5000));
+    struct tconn *cc = calloc(1, sizeof(*cc));
+    cc->fd = tconnect(t->port); /* told why, then closed */
+    struct tresp r = tread(cc, 5000);
+    assert_int_equal(503, r.status);
+    assert_true(r.closed);
+    assert_non_null(strstr(r.body, "\"too many connections\""));
+    assert_true(tserver_closes(cc->fd, 5000));
     tsend(a, GET("/hello"));
     struct tconn *ca = calloc(1, sizeof(*ca));
     ca->fd = a;
     assert_int_equal(200, tread(ca, 5000).status);
+    ct_http_server_stats(t->s, &st);
+    assert_int_equal(1, st.rejected);
     close(a);
     close(b);
-    close(c);
+    close(cc->fd);
     free(ca);
+    free(cc);
+    stop(t);
+}
+
+/* Out of file descriptors, a pending connection is refused at once (not left in the backlog
+ * with the I/O thread spinning on it), and the server serves again once descriptors are back. */
+static void test_out_of_descriptors_refuses_then_recovers(void **state)
+{
+    struct tsrv *t = start((ct_http_options_t){.io_threads = 1});
+    /* Waiting on a descriptor takes one per thread, on first use: take it now. */
+    int p[2];
+    assert_int_equal(0, pipe(p));
+    assert_int_equal(-ETIMEDOUT, ct_fd_wait(p[0], POLLIN, NULL, ct_deadline_after(1)));
+    close(p[0]);
+    close(p[1]);
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NOFILE, &old);
+    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(probe >= 0);
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t) probe + 64; /* what is open now, and a little room */
+    assert_int_equal(0, setrlimit(RLIMIT_NOFILE, &low));
+    int fill[128], nfill = 0;
+    while (nfill < 128 && (fill[nfill] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        nfill++;
+    assert_int_equal(EMFILE, errno); /* the process is out of descriptors */
+    close(fill[--nfill]); /* room for the client's socket only */
+    struct tconn *c = calloc(1, sizeof(*c));
+    c->fd = tconnect(t->port);
+    struct tresp r = tread(c, 5000);
+    assert_int_equal(503, r.status);
+    close(c->fd);
+    while (nfill > 0)
+        close(fill[--nfill]);
+    assert_int_equal(0, setrlimit(RLIMIT_NOFILE, &old));
+    r = tget(t->port, GET("/hello"), 5000);
+    assert_int_equal(200, r.status);
+    ct_http_stats_t st;
+    ct_http_server_stats(t->s, &st);
+    assert_true(st.rejected >= 1);
+    free(c);
     stop(t);
 }
 
@@ -736,6 +788,7 @@ CT_TEST_MAIN(cmocka_unit_test(test_requests_on_one_keep_alive_connection),
              cmocka_unit_test(test_slow_loris_gets_408_and_is_closed),
              cmocka_unit_test(test_idle_keep_alive_connection_is_closed),
              cmocka_unit_test(test_connections_beyond_the_limit_are_refused),
+             cmocka_unit_test(test_out_of_descriptors_refuses_then_recovers),
              cmocka_unit_test(test_shutdown_drains_then_answers_503),
              cmocka_unit_test(test_shutdown_lets_a_request_finish_within_the_drain),
              cmocka_unit_test(test_middleware_sees_the_token_fire_and_the_outcome),

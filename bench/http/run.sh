@@ -211,9 +211,9 @@ storm() {
 
 # ---- 2. throughput -------------------------------------------------------------------------------
 
-# wrk_once PORT -> "rps p50_ms p99_ms errors non2xx"
+# wrk_once PORT [PATH] -> "rps p50_ms p99_ms errors non2xx"
 wrk_once() {
-  timeout 120 wrk -t1 -c64 -d"$duration" --latency "http://127.0.0.1:$1/healthz" | awk '
+  timeout 120 wrk -t1 -c64 -d"$duration" --latency "http://127.0.0.1:$1${2:-/healthz}" | awk '
     function ms(v) {
       if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
       if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
@@ -256,21 +256,25 @@ throughput() {
   pc=$(free_port); start_server ct-tp ct "$pc"
   pn=$(free_port); start_server nginx-tp nginx "$pn"
   pg=$(free_port); start_server go-tp go "$pg"
-  declare -A port=([ct]=$pc [nginx]=$pn [go]=$pg)
+  # ct: /healthz, an on_io_thread route; ct-pool: /work?ms=0, the same answer from a pool thread.
+  declare -A port=([ct]=$pc [ct-pool]=$pc [nginx]=$pn [go]=$pg)
+  declare -A path=([ct]=/healthz [ct-pool]="/work?ms=0" [nginx]=/healthz [go]=/healthz)
   local raw=$work/throughput.txt
   : >"$raw"
   say "## Throughput"
   say ""
   say "\`wrk -t1 -c64 -d$duration --latency http://127.0.0.1:PORT/healthz\`, each server in turn, $rounds round(s);"
+  say "ct-demo's \`/healthz\` is an \`on_io_thread\` route; \"ct pool\" is \`/work?ms=0\` on the same server, a"
+  say "handler on a pool thread (two hand-offs per request), with the same kind of answer."
   say "idle connections held by \`idle_conns --port PORT --count K [--request /healthz]\`."
   say ""
   local conds="0:ka"
   for k in $idle_counts; do conds="$conds $k:ka $k:none"; done
   for r in $(seq "$rounds"); do
     for cond in $conds; do
-      for s in ct nginx go; do
+      for s in ct ct-pool nginx go; do
         local k=${cond%%:*} m=${cond##*:} res
-        res=$(with_idle "${port[$s]}" "$k" "$m" wrk_once "${port[$s]}")
+        res=$(with_idle "${port[$s]}" "$k" "$m" wrk_once "${port[$s]}" "${path[$s]}")
         echo "$r $cond $s $(echo "$res" | head -1) | $(echo "$res" | tail -1)" | tee -a "$raw" >&2
       done
     done
@@ -278,8 +282,8 @@ throughput() {
   say ""
   say "Median of the rounds (requests/s; latency from wrk's distribution, ms)."
   say ""
-  say "| extra idle connections | ct-demo req/s | nginx req/s | Go req/s | ct/nginx | ct/Go | ct p50 / p99 | nginx p50 / p99 | Go p50 / p99 | errors ct / nginx / Go |"
-  say "|---|---:|---:|---:|---:|---:|---|---|---|---|"
+  say "| extra idle connections | ct-demo req/s | ct pool req/s | nginx req/s | Go req/s | ct/nginx | ct/Go | ct pool/Go | ct p50 / p99 | ct pool p50 / p99 | nginx p50 / p99 | Go p50 / p99 | errors ct / ct pool / nginx / Go |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|"
   for cond in $conds; do
     awk -v cond="$cond" '
       function median(a, n,   i, j, t) {
@@ -288,17 +292,19 @@ throughput() {
       }
       $2 == cond { n[$3]++; rps[$3, n[$3]] = $4; p50[$3, n[$3]] = $5; p99[$3, n[$3]] = $6; err[$3] += $7 + $8 }
       END {
-        split("ct nginx go", names, " ")
-        for (i = 1; i <= 3; i++) {
+        split("ct ct-pool nginx go", names, " ")
+        for (i = 1; i <= 4; i++) {
           s = names[i]
           for (j = 1; j <= n[s]; j++) { a[j] = rps[s, j]; b[j] = p50[s, j]; c[j] = p99[s, j] }
           R[s] = median(a, n[s]); P50[s] = median(b, n[s]); P99[s] = median(c, n[s])
         }
         split(cond, kc, ":")
         label = kc[1] == 0 ? "0" : kc[1] (kc[2] == "ka" ? " keep-alive (one request each, then idle)" : " that sent nothing")
-        printf "| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f | %d / %d / %d |\n",
-          label, R["ct"], R["nginx"], R["go"], R["nginx"] ? R["ct"] / R["nginx"] : 0, R["go"] ? R["ct"] / R["go"] : 0,
-          P50["ct"], P99["ct"], P50["nginx"], P99["nginx"], P50["go"], P99["go"], err["ct"], err["nginx"], err["go"]
+        printf "| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f | %d / %d / %d / %d |\n",
+          label, R["ct"], R["ct-pool"], R["nginx"], R["go"], R["nginx"] ? R["ct"] / R["nginx"] : 0,
+          R["go"] ? R["ct"] / R["go"] : 0, R["go"] ? R["ct-pool"] / R["go"] : 0,
+          P50["ct"], P99["ct"], P50["ct-pool"], P99["ct-pool"], P50["nginx"], P99["nginx"], P50["go"], P99["go"],
+          err["ct"], err["ct-pool"], err["nginx"], err["go"]
       }' "$raw" | tee -a "$out"
   done
   say ""

@@ -58,7 +58,8 @@ typedef struct ct_http_server ct_http_server_t;
 typedef struct ct_http_req ct_http_req_t;
 
 /* A handler (or a middleware: see ct_http_use()). Returns 0, or a negative errno value; the
- * server answers for a handler that did not (see the edge rules above). Runs on a pool thread. */
+ * server answers for a handler that did not (see the edge rules above). Runs on a pool thread
+ * (on the I/O thread for an on_io_thread route). */
 typedef int (*ct_http_handler_fn)(ct_http_req_t *req, void *arg);
 
 /* A timeout policy, like ASP.NET's RequestTimeoutPolicy. */
@@ -111,6 +112,12 @@ int ct_http_server_new(ct_http_server_t **out, const ct_http_options_t *opts);
 /* Per-route options. */
 typedef struct ct_http_route_options {
     ct_http_timeout_t timeout; /* this route's policy; ms 0: the server's default */
+    /* Run the handler (and the middleware) on the I/O thread that read the request, at once,
+     * instead of on the pool: for handlers that answer from memory and never block (health
+     * checks, metrics, fixed replies). It saves two thread hand-offs per request; a handler
+     * that blocks here stalls every connection of its I/O thread, and a client leaving is only
+     * seen once it has returned. */
+    bool on_io_thread;
 } ct_http_route_options_t;
 
 /* Serve `method` requests whose path matches `pattern` with `fn`. The pattern is a path whose

@@ -122,6 +122,7 @@ void ct__http_conn_reap(struct io *io)
         io->graveyard = c->next;
         ct__http_req_reset(&c->req);
         ct__free(c->buf);
+        ct__free(c->out);
         ct__free(c);
     }
 }
@@ -185,7 +186,9 @@ static int read_some(struct conn *c, size_t limit)
     }
 }
 
-static void dispatch(struct conn *c);
+static bool dispatch(struct conn *c);
+static bool take_back(struct conn *c);
+static void write_some(struct conn *c);
 
 /* Answer an invalid request from this thread and close: its framing cannot be trusted. */
 static void reject(struct conn *c, int status)
@@ -204,8 +207,9 @@ static void reject(struct conn *c, int status)
     ct__http_conn_close(c);
 }
 
-/* Make what progress the buffer allows on the current request. */
-static void process(struct conn *c)
+/* Make what progress the buffer allows on the current request. Returns true if the request was
+ * answered here and the next one is already in the buffer. */
+static bool process_one(struct conn *c)
 {
     ct_http_server_t *s = c->io->srv;
     ct_http_req_t *req = &c->req;
@@ -213,12 +217,12 @@ static void process(struct conn *c)
         int rc = ct__http_parse_head(c->buf, c->len, &s->limits, &req->head);
         if (rc < 0) {
             reject(c, -rc);
-            return;
+            return false;
         }
         if (rc == 0) {
             if (c->len > s->o.max_header_bytes)
                 reject(c, 431);
-            return;
+            return false;
         }
         c->head_len = rc;
         req->t_head = ct_now_ns();
@@ -236,7 +240,7 @@ static void process(struct conn *c)
         break;
     case CT__HTTP_BODY_LENGTH:
         if (c->len - head < req->head.content_length)
-            return;
+            return false;
         c->req_len = head + (size_t) req->head.content_length;
         break;
     case CT__HTTP_BODY_CHUNKED: {
@@ -246,7 +250,7 @@ static void process(struct conn *c)
             char *b = ct__realloc(req->body_owned, need ? need : 1);
             if (!b) {
                 reject(c, 503);
-                return;
+                return false;
             }
             req->body_owned = b;
             req->body_cap = need;
@@ -257,16 +261,23 @@ static void process(struct conn *c)
                                          &done);
         if (n < 0) {
             reject(c, (int) -n);
-            return;
+            return false;
         }
         c->chunk_in += (size_t) n;
         if (!done)
-            return;
+            return false;
         c->req_len = head + c->chunk_in;
         break;
     }
     }
-    dispatch(c);
+    return dispatch(c);
+}
+
+/* Pipelined requests answered on this thread are taken one after the other, not recursively. */
+static void process(struct conn *c)
+{
+    while (process_one(c))
+        ;
 }
 
 /* A request has begun on a keep-alive connection: its head now has a deadline. */
@@ -292,6 +303,12 @@ void ct__http_conn_event(struct conn *c, uint32_t events)
 {
     if (c->state == C_CLOSED)
         return;
+    if (c->state == C_WRITING) {
+        if (events & (EPOLLHUP | EPOLLERR))
+            c->req.broken = true;
+        write_some(c);
+        return;
+    }
     if (c->state == C_READING) {
         int rc = read_some(c, read_limit(c));
         if (c->len > 0)
@@ -322,7 +339,9 @@ void ct__http_conn_event(struct conn *c, uint32_t events)
 
 /* ---- dispatching and taking back ------------------------------------------------------------- */
 
-static void dispatch(struct conn *c)
+/* Returns true if the request was answered on this thread and the next one is already in the
+ * buffer (see process()). */
+static bool dispatch(struct conn *c)
 {
     struct io *io = c->io;
     ct_http_server_t *s = io->srv;
@@ -331,16 +350,89 @@ static void dispatch(struct conn *c)
     int rc = ct__http_req_prepare(req, c->buf, c->head_len);
     if (rc < 0) {
         reject(c, -rc);
-        return;
+        return false;
     }
     __atomic_add_fetch(&s->in_flight, 1, __ATOMIC_RELAXED);
     c->state = C_DISPATCHED;
     list_push(&io->busy, c, INT64_MAX);
     c->stop_reading = c->len == c->cap;
     set_interest(c, c->stop_reading ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
-    if (ct__http_req_start(req) < 0) {
-        /* Not routed to a handler (404, 405, 503 when the pool is full): answered here. */
-        ct__http_conn_complete(c);
+    if (ct__http_req_start(req) == 0)
+        return false; /* on the pool */
+    /* Answered here (404, 405, 503 when the pool is full, an on_io_thread route). */
+    if (c->out_len) {
+        ct__http_list_remove(c);
+        c->state = C_WRITING;
+        set_interest(c, EPOLLOUT);
+        list_push(&io->writing, c, ct_now_ns() + s->o.write_timeout_ms * 1000000);
+        return false;
+    }
+    return take_back(c);
+}
+
+/* ---- writing for on_io_thread handlers ------------------------------------------------------- */
+
+#define OUT_MAX ((size_t) 64 << 20) /* one answer of an on_io_thread handler, at most */
+
+/* Write what the socket takes now and keep the rest, in order, for write_some(). The handler
+ * never waits: the connection reads no further request until its answer is out. */
+int ct__http_conn_send(struct conn *c, const struct iovec *iov, int n)
+{
+    size_t total = 0, sent = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (c->out_len == 0) {
+        struct msghdr mh = {.msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) n};
+        ssize_t w;
+        do
+            w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && errno != EAGAIN)
+            return -errno;
+        sent = w > 0 ? (size_t) w : 0;
+        if (sent == total)
+            return 0;
+    }
+    size_t need = c->out_len + total - sent;
+    if (need > OUT_MAX)
+        return -EMSGSIZE;
+    char *out = ct__realloc(c->out, need);
+    if (!out)
+        return -ENOMEM;
+    c->out = out;
+    for (int i = 0; i < n; i++) {
+        size_t skip = sent < iov[i].iov_len ? sent : iov[i].iov_len;
+        sent -= skip;
+        memcpy(c->out + c->out_len, (const char *) iov[i].iov_base + skip, iov[i].iov_len - skip);
+        c->out_len += iov[i].iov_len - skip;
+    }
+    return 0;
+}
+
+static void write_some(struct conn *c)
+{
+    while (!c->req.broken && c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w >= 0)
+            c->out_off += (size_t) w;
+        else if (errno == EAGAIN)
+            return; /* EPOLLOUT brings us back */
+        else if (errno != EINTR)
+            c->req.broken = true;
+    }
+    ct__free(c->out); /* rare: most answers are written at once */
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    ct__http_conn_complete(c);
+}
+
+/* Stopping, after the drain period: clients that do not read their answers are closed. */
+void ct__http_conn_abort_writes(struct io *io)
+{
+    while (io->writing.head) {
+        io->writing.head->req.broken = true;
+        write_some(io->writing.head);
     }
 }
 
@@ -365,7 +457,9 @@ static void reset_for_next(struct conn *c)
     }
 }
 
-void ct__http_conn_complete(struct conn *c)
+/* The request is over: close the connection, or make it ready for the next request. Returns true
+ * if that request is already in the buffer. */
+static bool take_back(struct conn *c)
 {
     struct io *io = c->io;
     ct_http_server_t *s = io->srv;
@@ -383,17 +477,23 @@ void ct__http_conn_complete(struct conn *c)
     }
     if (!keep) {
         ct__http_conn_close(c);
-        return;
+        return false;
     }
     reset_for_next(c);
     c->state = C_READING;
     set_interest(c, EPOLLIN | EPOLLRDHUP);
     if (c->len > 0) {
         list_push(&io->reading, c, ct_now_ns() + s->o.header_timeout_ms * 1000000);
-        process(c); /* a pipelined request is already here */
-    } else {
-        list_push(&io->idle, c, ct_now_ns() + s->o.idle_timeout_ms * 1000000);
+        return true; /* a pipelined request is already here */
     }
+    list_push(&io->idle, c, ct_now_ns() + s->o.idle_timeout_ms * 1000000);
+    return false;
+}
+
+void ct__http_conn_complete(struct conn *c)
+{
+    if (take_back(c))
+        process(c);
 }
 
 /* ---- deadlines ------------------------------------------------------------------------------ */
@@ -409,4 +509,8 @@ void ct__http_conn_expire(struct io *io, int64_t now)
     }
     while (io->idle.head && io->idle.head->deadline <= now)
         ct__http_conn_close(io->idle.head);
+    while (io->writing.head && io->writing.head->deadline <= now) {
+        io->writing.head->req.broken = true; /* the client does not read: give up on it */
+        write_some(io->writing.head);
+    }
 }

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ct/http.h"
 #include "parser.h"
@@ -42,6 +43,7 @@ struct route {
     ct_http_handler_fn fn;
     void *arg;
     ct_http_timeout_t timeout;
+    bool on_io_thread;
     unsigned index; /* in the metrics table */
 };
 
@@ -107,6 +109,7 @@ struct ct_http_req {
     int watching;    /* atomic: handed to the I/O thread's watch list */
     bool warned;     /* the cancel_grace warning was given (I/O thread) */
     int pending;     /* canceled in the queue: the status the I/O thread answers with */
+    bool on_io;      /* running on the I/O thread (an on_io_thread route) */
     struct ct_http_req *fired_next; /* the I/O thread's lists of fired, running requests */
     struct ct_http_req *done_next;  /* its queue of finished ones */
 
@@ -123,6 +126,7 @@ enum { REQ_IDLE, REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 enum conn_state {
     C_READING,    /* waiting for (the rest of) a request */
     C_DISPATCHED, /* its request is queued or running */
+    C_WRITING,    /* an on_io_thread handler returned; the rest of its answer is being written */
     C_CLOSED
 };
 
@@ -147,6 +151,8 @@ struct conn {
     bool peer_gone;         /* FIN, RST or an error: the client left */
     bool stop_reading;      /* the buffer is full while dispatched */
     bool sent_continue;
+    char *out;                /* C_WRITING: what could not be written at once */
+    size_t out_len, out_off;  /* bytes in out; bytes of them written */
     struct ct_http_req req;
 };
 
@@ -161,6 +167,7 @@ struct io {
     struct ct_http_req *done;       /* completed requests to take back (linked through done_next) */
     struct ct_http_req *fired;      /* requests whose token fired while running (reported later) */
     struct conn_list reading, idle; /* deadlines, oldest first */
+    struct conn_list writing;       /* C_WRITING, with the write timeout */
     struct conn_list busy;          /* connections whose request is dispatched */
     struct ct_http_req *watch;      /* fired and running: checked at t_fired + grace */
     struct conn *graveyard;         /* closed in this loop turn, freed at its end */
@@ -206,6 +213,8 @@ void ct__http_request_done(ct_http_req_t *req); /* any thread: hand back to the 
 void ct__http_conn_accepted(struct io *io, int fd);
 void ct__http_conn_event(struct conn *c, uint32_t events);
 void ct__http_conn_complete(struct conn *c); /* I/O thread: the request came back */
+int ct__http_conn_send(struct conn *c, const struct iovec *iov, int n); /* on_io_thread handlers */
+void ct__http_conn_abort_writes(struct io *io); /* close what is still being written */
 void ct__http_conn_close(struct conn *c);
 void ct__http_conn_expire(struct io *io, int64_t now); /* close what passed its deadline */
 void ct__http_list_remove(struct conn *c);

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
@@ -102,15 +102,20 @@ static void write_line(int fd, const char *line, size_t len)
     }
 }
 
+/* UTC, to the millisecond; the part up to the second is formatted once a second per thread. */
 static size_t timestamp(char *out, size_t cap)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t) snprintf(out + n, cap - n, ".%03dZ", (int) (tv.tv_usec / 1000));
-    return n;
+    static _Thread_local char second[24];
+    static _Thread_local time_t when = -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != when) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(second, sizeof(second), "%Y-%m-%dT%H:%M:%S", &tm);
+        when = ts.tv_sec;
+    }
+    return (size_t) snprintf(out, cap, "%s.%03dZ", second, (int) (ts.tv_nsec / 1000000));
 }
 
 /* Copy `s` for a JSON string (or a text line: quotes and controls escaped the same way). */
@@ -187,20 +192,21 @@ void ct__http_observe(ct_http_req_t *req)
     timestamp(ts, sizeof(ts));
     escape(path, sizeof(path), req->path ? req->path : "-");
     escape(route, sizeof(route), req->route ? req->route->pattern : "-");
-    double ms = req->t_head ? (double) (req->t_end - req->t_head) / 1e6 : 0;
+    int64_t us = req->t_head ? (req->t_end - req->t_head) / 1000 : 0; /* printed as ms */
     const char *level = status >= 500 ? "error" : "info";
     const char *why = reason ? ct_reason_name(reason) : "-";
     int n;
     if (s->o.access_log == CT_HTTP_LOG_JSON)
         n = snprintf(line, sizeof(line),
                      "{\"ts\":\"%s\",\"level\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
-                     "\"status\":%d,\"duration_ms\":%.3f,\"reason\":\"%s\",\"route\":\"%s\","
-                     "\"bytes\":%" PRIu64 "}\n",
-                     ts, level, req->method ? req->method : "-", path, status, ms, why, route,
-                     req->bytes_out);
+                     "\"status\":%d,\"duration_ms\":%" PRId64 ".%03d,\"reason\":\"%s\","
+                     "\"route\":\"%s\",\"bytes\":%" PRIu64 "}\n",
+                     ts, level, req->method ? req->method : "-", path, status, us / 1000,
+                     (int) (us % 1000), why, route, req->bytes_out);
     else
-        n = snprintf(line, sizeof(line), "%s %s %s %s %d %.1fms reason=%s route=%s\n", ts, level,
-                     req->method ? req->method : "-", path, status, ms, why, route);
+        n = snprintf(line, sizeof(line), "%s %s %s %s %d %" PRId64 ".%dms reason=%s route=%s\n",
+                     ts, level, req->method ? req->method : "-", path, status, us / 1000,
+                     (int) (us % 1000 / 100), why, route);
     write_line(s->o.log_fd, line, (size_t) n < sizeof(line) ? (size_t) n : sizeof(line) - 1);
 }
 

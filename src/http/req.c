@@ -193,6 +193,8 @@ static void on_fired(void *arg, const ct_token_t *tok)
         watch_once(req);
 }
 
+static void run_here(ct_http_req_t *req);
+
 static const ct_http_timeout_t *policy(const ct_http_req_t *req)
 {
     const ct_http_timeout_t *t = req->route ? &req->route->timeout : NULL;
@@ -219,6 +221,10 @@ int ct__http_req_start(ct_http_req_t *req)
     if (rc < 0) {
         ct__http_answer_now(req->conn, 503, "overloaded", "out of memory");
         ct__http_observe(req);
+        return -1;
+    }
+    if (req->route->on_io_thread) {
+        run_here(req);
         return -1;
     }
     __atomic_store_n(&req->state, REQ_QUEUED, __ATOMIC_RELAXED);
@@ -293,6 +299,15 @@ static void edge(ct_http_req_t *req, int rc)
         ct_http_respond(req, 204, NULL, NULL, 0);
 }
 
+static int run_chain(ct_http_req_t *req)
+{
+    req->chain = 0;
+    int rc = ct_http_next(req);
+    req->result = rc;
+    edge(req, rc);
+    return rc;
+}
+
 int ct__http_run(void *arg, const ct_token_t *tok)
 {
     ct_http_req_t *req = arg;
@@ -301,11 +316,19 @@ int ct__http_run(void *arg, const ct_token_t *tok)
     __atomic_store_n(&req->state, REQ_RUNNING, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&req->t_fired, __ATOMIC_SEQ_CST))
         watch_once(req); /* it fired while queued: the handler may ignore it */
-    req->chain = 0;
-    int rc = ct_http_next(req);
-    req->result = rc;
-    edge(req, rc);
-    return rc;
+    return run_chain(req);
+}
+
+/* An on_io_thread route: no queue, no hand-off, nothing to watch (this thread is the watcher). */
+static void run_here(ct_http_req_t *req)
+{
+    req->t_start = ct_now_ns();
+    req->on_io = true;
+    __atomic_store_n(&req->state, REQ_RUNNING, __ATOMIC_RELAXED);
+    run_chain(req);
+    __atomic_store_n(&req->state, REQ_DONE, __ATOMIC_RELAXED);
+    req->t_end = ct_now_ns();
+    ct__http_observe(req);
 }
 
 /* The pool's done callback: any thread. */
@@ -464,6 +487,16 @@ static int format_head(ct_http_req_t *req, char *buf, size_t cap, int status,
 
 static int send_iov(ct_http_req_t *req, struct iovec *iov, int n)
 {
+    if (req->on_io) {
+        int rc = ct__http_conn_send(req->conn, iov, n);
+        if (rc < 0) {
+            req->broken = true;
+            return rc;
+        }
+        for (int i = 0; i < n; i++)
+            req->bytes_out += iov[i].iov_len;
+        return 0;
+    }
     int64_t deadline = ct_deadline_after(req->srv->o.write_timeout_ms);
     ssize_t rc = ct_writev(req->conn->fd, iov, n, NULL, deadline);
     if (rc < 0) {

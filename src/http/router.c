@@ -115,8 +115,10 @@ int ct_http_route(ct_http_server_t *s, const char *method, const char *pattern,
     int rc = -ENOMEM;
     r->fn = fn;
     r->arg = arg;
-    if (ro)
+    if (ro) {
         r->timeout = ro->timeout;
+        r->on_io_thread = ro->on_io_thread;
+    }
     if (!(r->method = dup_lower(method, strlen(method), false)) ||
         !(r->pattern = dup_lower(pattern, strlen(pattern), false)))
         goto fail;

@@ -394,8 +394,10 @@ static void drain_queues(struct io *io)
         while (io->reading.head)
             ct__http_conn_close(io->reading.head);
     }
-    if (cancel_all)
+    if (cancel_all) {
         cancel_busy(io);
+        ct__http_conn_abort_writes(io);
+    }
 }
 
 static int timeout_ms(struct io *io, int64_t now, int64_t watch_next)
@@ -405,6 +407,8 @@ static int timeout_ms(struct io *io, int64_t now, int64_t watch_next)
         next = io->reading.head->deadline;
     if (io->idle.head && io->idle.head->deadline < next)
         next = io->idle.head->deadline;
+    if (io->writing.head && io->writing.head->deadline < next)
+        next = io->writing.head->deadline;
     if (next == INT64_MAX)
         return -1;
     int64_t ms = (next - now + 999999) / 1000000;
@@ -438,6 +442,7 @@ static void *io_main(void *arg)
             break;
     }
     /* Connections without a running request; the server only quits once none is running. */
+    ct__http_conn_abort_writes(io);
     while (io->idle.head)
         ct__http_conn_close(io->idle.head);
     while (io->reading.head)
@@ -489,7 +494,8 @@ int ct_http_server_start(ct_http_server_t *s)
         return -EINVAL;
     if (s->started)
         return -EBUSY;
-    int rc = ct_http_route(s, "GET", "/metrics", ct__http_serve_metrics, NULL, NULL);
+    ct_http_route_options_t here = {.on_io_thread = true}; /* seen even when the pool is full */
+    int rc = ct_http_route(s, "GET", "/metrics", ct__http_serve_metrics, NULL, &here);
     if (rc < 0 && rc != -EINVAL) /* -EINVAL: the application serves /metrics itself */
         return rc;
     if ((rc = ct__http_metrics_start(s)) < 0)

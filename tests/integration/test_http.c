@@ -123,9 +123,27 @@ static int custom_timeout_body(ct_http_req_t *req, void *arg)
     return ct_http_respond(req, 504, "text/plain", "too slow\n", 9);
 }
 
+/* An on_io_thread answer bigger than any socket buffer: byte i is (i * 7) & 0xff. */
+#define BIG_LEN (16u << 20)
+static unsigned char *big_body;
+
+static int big(ct_http_req_t *req, void *arg)
+{
+    (void) arg;
+    return ct_http_respond(req, 200, "application/octet-stream", big_body, BIG_LEN);
+}
+
 static void routes(ct_http_server_t *s, void *arg)
 {
     (void) arg;
+    if (!big_body) {
+        big_body = malloc(BIG_LEN);
+        for (size_t i = 0; i < BIG_LEN; i++)
+            big_body[i] = (unsigned char) (i * 7);
+    }
+    ct_http_route_options_t here = {.on_io_thread = true};
+    assert_int_equal(0, ct_http_route(s, "GET", "/here", hello, NULL, &here));
+    assert_int_equal(0, ct_http_route(s, "GET", "/big", big, NULL, &here));
     assert_int_equal(0, ct_http_route(s, "GET", "/hello", hello, NULL, NULL));
     assert_int_equal(0, ct_http_route(s, "GET", "/block", block, NULL, NULL));
     assert_int_equal(0, ct_http_route(s, "GET", "/stubborn", stubborn, NULL, NULL));
@@ -585,6 +603,109 @@ static void test_out_of_descriptors_refuses_then_recovers(void **state)
     stop(t);
 }
 
+/* ---- on_io_thread routes ------------------------------------------------------------------- */
+
+static void test_io_thread_route_answers_many_pipelined_requests_in_order(void **state)
+{
+    struct tsrv *t = start((ct_http_options_t){.io_threads = 1});
+    struct tconn *c = calloc(1, sizeof(*c));
+    c->fd = tconnect(t->port);
+    /* More than one read's worth, mixed with pool routes: answered one after the other. */
+    enum { N = 600 };
+    static char burst[N * 64];
+    size_t len = 0;
+    for (int i = 0; i < N; i++)
+        len += (size_t) snprintf(burst + len, sizeof(burst) - len, "%s",
+                                 i % 100 == 99 ? GET("/items/5") : GET("/here"));
+    assert_int_equal((ssize_t) len, ct_write(c->fd, burst, len, NULL, -1));
+    for (int i = 0; i < N; i++) {
+        struct tresp r = tread(c, 5000);
+        assert_int_equal(200, r.status);
+        assert_string_equal(i % 100 == 99 ? "id=5 rows=10\n" : "hello\n", r.body);
+    }
+    ct_http_stats_t st; /* counted once answered: the last one may still be counting */
+    assert_true(CT_WAIT_FOR((ct_http_server_stats(t->s, &st), st.requests == N), 5000));
+    close(c->fd);
+    free(c);
+    stop(t);
+}
+
+/* Read a /big answer on `fd` and check every byte. */
+static void read_big(int fd)
+{
+    static char head[4096];
+    size_t hlen = 0;
+    int64_t deadline = ct_deadline_after(20000 * ct_test_scale());
+    char *end = NULL;
+    while (!end) {
+        ssize_t n = ct_read(fd, head + hlen, 1, NULL, deadline); /* byte by byte: head only */
+        assert_int_equal(1, n);
+        hlen++;
+        head[hlen] = '\0';
+        end = hlen >= 4 ? strstr(head, "\r\n\r\n") : NULL;
+    }
+    assert_int_equal(200, atoi(head + 9));
+    assert_non_null(strcasestr(head, "Content-Length: 16777216"));
+    static unsigned char chunk[1 << 16];
+    size_t got = 0;
+    while (got < BIG_LEN) {
+        size_t want = BIG_LEN - got < sizeof(chunk) ? BIG_LEN - got : sizeof(chunk);
+        ssize_t n = ct_read(fd, chunk, want, NULL, deadline);
+        assert_true(n > 0);
+        for (ssize_t i = 0; i < n; i++)
+            if (chunk[i] != (unsigned char) ((got + (size_t) i) * 7))
+                fail_msg("byte %zu is wrong", got + (size_t) i);
+        got += (size_t) n;
+    }
+}
+
+/* A client slow to read a big answer holds only its own connection: the I/O thread goes on
+ * serving others, then finishes the answer, and the connection is kept alive after it. */
+static void test_io_thread_route_big_answer_blocks_nobody(void **state)
+{
+    struct tsrv *t = start((ct_http_options_t){.io_threads = 1});
+    int a = tconnect(t->port);
+    tsend(a, GET("/big"));
+    ct_http_stats_t st;
+    /* Its answer is not all written until it reads: it stays in flight. */
+    assert_true(CT_WAIT_FOR((ct_http_server_stats(t->s, &st), st.in_flight == 1), 5000));
+    for (int i = 0; i < 3; i++) {
+        struct tresp r = tget(t->port, GET("/here"), 5000);
+        assert_int_equal(200, r.status);
+    }
+    /* Each answer is sent before its request is counted out: wait for the count to settle. */
+    assert_true(CT_WAIT_FOR((ct_http_server_stats(t->s, &st), st.in_flight == 1), 5000));
+    assert_true(st.open_connections >= 1);
+    read_big(a);
+    struct tconn *ca = calloc(1, sizeof(*ca));
+    ca->fd = a;
+    tsend(a, GET("/here"));
+    struct tresp r = tread(ca, 5000);
+    assert_int_equal(200, r.status);
+    assert_false(r.closed);
+    close(a);
+    free(ca);
+    stop(t);
+}
+
+/* A client that never reads its answer is closed after write_timeout_ms. */
+static void test_io_thread_route_gives_up_on_a_client_that_does_not_read(void **state)
+{
+    struct tsrv *t = start((ct_http_options_t){.io_threads = 1, .write_timeout_ms = 200});
+    int a = tconnect(t->port);
+    tsend(a, GET("/big"));
+    ct_http_stats_t st;
+    assert_true(CT_WAIT_FOR((ct_http_server_stats(t->s, &st), st.in_flight == 1), 5000));
+    int64_t t0 = ct_now_ms();
+    assert_true(CT_WAIT_FOR((ct_http_server_stats(t->s, &st), st.open_connections == 0), 10000));
+    assert_true(ct_now_ms() - t0 >= 150); /* given its write timeout first, not closed at once */
+    assert_int_equal(0, st.in_flight);
+    assert_true(tserver_closes(a, 5000));
+    assert_int_equal(200, tget(t->port, GET("/here"), 5000).status);
+    close(a);
+    stop(t);
+}
+
 /* ---- shutdown ------------------------------------------------------------------------------- */
 
 static void *stop_thread(void *arg)
@@ -789,6 +910,9 @@ CT_TEST_MAIN(cmocka_unit_test(test_requests_on_one_keep_alive_connection),
              cmocka_unit_test(test_idle_keep_alive_connection_is_closed),
              cmocka_unit_test(test_connections_beyond_the_limit_are_refused),
              cmocka_unit_test(test_out_of_descriptors_refuses_then_recovers),
+             cmocka_unit_test(test_io_thread_route_answers_many_pipelined_requests_in_order),
+             cmocka_unit_test(test_io_thread_route_big_answer_blocks_nobody),
+             cmocka_unit_test(test_io_thread_route_gives_up_on_a_client_that_does_not_read),
              cmocka_unit_test(test_shutdown_drains_then_answers_503),
              cmocka_unit_test(test_shutdown_lets_a_request_finish_within_the_drain),
              cmocka_unit_test(test_middleware_sees_the_token_fire_and_the_outcome),

@@ -200,8 +200,8 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *trace = getenv("CT_DEMO_TRACE");
-    if (trace && *trace && (trace_fd = open(trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                                            0644)) < 0) {
+    if (trace && *trace &&
+        (trace_fd = open(trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
         fprintf(stderr, "ct-demo: cannot open CT_DEMO_TRACE %s: %s\n", trace, strerror(errno));
         return 1;
     }

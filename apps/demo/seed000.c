@@ -40,17 +40,15 @@ static int generate_report(ct_http_req_t *req, void *arg)
     for (; processed < rows; processed++) {
         if ((rc = ct_sleep_ms(delay, tok)) < 0) { /* simulates processing one row */
             demo_log("Report generation cancelled after %lld of %lld rows (%s)",
-                     (long long) processed, (long long) rows,
-                     ct_reason_name(ct_token_reason(tok)));
+                     (long long) processed, (long long) rows, ct_reason_name(ct_token_reason(tok)));
             json_decref(started);
             return rc; /* client gone: nothing is sent, the access log says 499 */
         }
     }
-    return ct_http_respond_json(req, 200,
-                                json_pack("{s:o, s:o, s:I, s:I}", "startedAt", started,
-                                          "completedAt", demo_now_json(), "rowsProcessed",
-                                          (json_int_t) processed, "delayPerRowMs",
-                                          (json_int_t) delay));
+    return ct_http_respond_json(
+        req, 200,
+        json_pack("{s:o, s:o, s:I, s:I}", "startedAt", started, "completedAt", demo_now_json(),
+                  "rowsProcessed", (json_int_t) processed, "delayPerRowMs", (json_int_t) delay));
 }
 
 /* ---- POST timeout/run: CancelAfter linked with the request ---------------------------------- */
@@ -114,8 +112,8 @@ static int linked_search(ct_http_req_t *req, void *arg)
             demo_log("Request cancelled by CLIENT after %lld ms", (long long) elapsed);
         } else {
             reason = "LinkedCancel";
-            demo_log("Request cancelled for %s after %lld ms",
-                     ct_reason_name(ct_token_reason(tok)), (long long) elapsed);
+            demo_log("Request cancelled for %s after %lld ms", ct_reason_name(ct_token_reason(tok)),
+                     (long long) elapsed);
         }
     }
     ct_source_free(linked);
@@ -178,8 +176,8 @@ static int scrape_many(ct_http_req_t *req, void *arg)
         s[i] = (struct scraper){.id = i + 1, .steps = rand_between(5, 9), .delay = delay};
         /* As in the seed, about one scraper in nine hits the anti-bot at its third step;
          * failWorker=K makes it scraper K, and only it; failWorker=-1, none. */
-        s[i].fail_at = fail_worker ? (i + 1 == fail_worker ? 2 : -1)
-                                   : (rand_between(1, 10) == 7 ? 2 : -1);
+        s[i].fail_at =
+            fail_worker ? (i + 1 == fail_worker ? 2 : -1) : (rand_between(1, 10) == 7 ? 2 : -1);
     }
     ct_group_t *g;
     if ((rc = ct_group_new(&g, d->work, ct_http_req_token(req))) < 0)
@@ -191,9 +189,9 @@ static int scrape_many(ct_http_req_t *req, void *arg)
     if (rc >= 0 && first == 0) {
         json_t *results = json_array();
         for (int i = 0; i < n; i++)
-            json_array_append_new(results, json_pack("{s:i, s:i, s:I}", "worker", s[i].id, "steps",
-                                                     s[i].steps, "perStepDelayMs",
-                                                     (json_int_t) delay));
+            json_array_append_new(results,
+                                  json_pack("{s:i, s:i, s:I}", "worker", s[i].id, "steps",
+                                            s[i].steps, "perStepDelayMs", (json_int_t) delay));
         body = json_pack("{s:b, s:o}", "completed", 1, "results", results);
     } else {
         int succeeded = 0, failed = -1;
@@ -281,12 +279,9 @@ int demo_seed000_routes(ct_http_server_t *srv, struct demo *d)
     int rc;
     if ((rc = ct_http_route(srv, "GET", "/api/Demo/reports/generate", generate_report, d, NULL)) <
             0 ||
-        (rc = ct_http_route(srv, "POST", "/api/Demo/timeout/run", run_with_timeout, d, NULL)) <
-            0 ||
-        (rc = ct_http_route(srv, "POST", "/api/Demo/linked/search", linked_search, d, NULL)) <
-            0 ||
-        (rc = ct_http_route(srv, "POST", "/api/Demo/parallel/scrape", scrape_many, d, NULL)) <
-            0 ||
+        (rc = ct_http_route(srv, "POST", "/api/Demo/timeout/run", run_with_timeout, d, NULL)) < 0 ||
+        (rc = ct_http_route(srv, "POST", "/api/Demo/linked/search", linked_search, d, NULL)) < 0 ||
+        (rc = ct_http_route(srv, "POST", "/api/Demo/parallel/scrape", scrape_many, d, NULL)) < 0 ||
         (rc = ct_http_route(srv, "POST", "/api/Demo/files/write", write_large_file, d, NULL)) < 0)
         return rc;
     return 0;

@@ -77,31 +77,31 @@ enum { CT_HTTP_LOG_TEXT = 0, CT_HTTP_LOG_JSON = 1, CT_HTTP_LOG_OFF = 2 };
 
 /* Server options; a zero field takes its default. Bounds are checked by ct_http_server_new(). */
 typedef struct ct_http_options {
-    const char *listen;          /* "host:port" to bind, IPv4 or [IPv6] (default
-                                    "127.0.0.1:8080"; port 0 picks a free port) */
-    unsigned io_threads;         /* epoll threads, 1..64 (default: the CPU count) */
-    unsigned max_connections;    /* open connections, 1..1 000 000 (default: the open-file
-                                    limit, less 64 for the application); beyond, or out of file
-                                    descriptors, a new connection gets 503 and is closed */
-    ct_pool_t *pool;             /* handlers' pool (default: one of the server's own, 2..256
-                                    threads, queue 65 536) */
-    uint32_t max_request_line;   /* bytes, 64..65 536 (default 8 192): 414 or 400 beyond */
-    uint32_t max_header_bytes;   /* bytes, 256..1 048 576 (default 16 384): 431 beyond */
-    uint32_t max_headers;        /* fields, 1..128 (default 100): 431 beyond */
-    uint64_t max_body;           /* bytes, 0..1 GiB (default 1 MiB): 413 beyond */
-    int64_t header_timeout_ms;   /* to receive a request's head and body, 1..3 600 000
-                                    (default 10 000): 408, then close (slow-loris) */
-    int64_t idle_timeout_ms;     /* a keep-alive connection without a request, 1..3 600 000
-                                    (default 60 000): closed */
-    int64_t write_timeout_ms;    /* to write a response, 1..3 600 000 (default 30 000) */
-    int64_t drain_timeout_ms;    /* ct_http_server_stop(): time for in-flight requests to
-                                    finish before their tokens fire with CT_SHUTDOWN, 0..3 600 000
-                                    (default 10 000) */
-    int64_t cancel_grace_ms;     /* a handler still running this long after its token fired is
-                                    reported, 1..3 600 000 (default 250) */
-    ct_http_timeout_t timeout;   /* the default timeout policy for routes (default: none) */
-    int access_log;              /* CT_HTTP_LOG_TEXT (default), _JSON or _OFF */
-    int log_fd;                  /* where the access log and warnings go (default 2, stderr) */
+    const char *listen;        /* "host:port" to bind, IPv4 or [IPv6] (default
+                                  "127.0.0.1:8080"; port 0 picks a free port) */
+    unsigned io_threads;       /* epoll threads, 1..64 (default: the CPU count) */
+    unsigned max_connections;  /* open connections, 1..1 000 000 (default: the open-file
+                                  limit, less 64 for the application); beyond, or out of file
+                                  descriptors, a new connection gets 503 and is closed */
+    ct_pool_t *pool;           /* handlers' pool (default: one of the server's own, 2..256
+                                  threads, queue 65 536) */
+    uint32_t max_request_line; /* bytes, 64..65 536 (default 8 192): 414 or 400 beyond */
+    uint32_t max_header_bytes; /* bytes, 256..1 048 576 (default 16 384): 431 beyond */
+    uint32_t max_headers;      /* fields, 1..128 (default 100): 431 beyond */
+    uint64_t max_body;         /* bytes, 0..1 GiB (default 1 MiB): 413 beyond */
+    int64_t header_timeout_ms; /* to receive a request's head and body, 1..3 600 000
+                                  (default 10 000): 408, then close (slow-loris) */
+    int64_t idle_timeout_ms;   /* a keep-alive connection without a request, 1..3 600 000
+                                  (default 60 000): closed */
+    int64_t write_timeout_ms;  /* to write a response, 1..3 600 000 (default 30 000) */
+    int64_t drain_timeout_ms;  /* ct_http_server_stop(): time for in-flight requests to
+                                  finish before their tokens fire with CT_SHUTDOWN, 0..3 600 000
+                                  (default 10 000) */
+    int64_t cancel_grace_ms;   /* a handler still running this long after its token fired is
+                                  reported, 1..3 600 000 (default 250) */
+    ct_http_timeout_t timeout; /* the default timeout policy for routes (default: none) */
+    int access_log;            /* CT_HTTP_LOG_TEXT (default), _JSON or _OFF */
+    int log_fd;                /* where the access log and warnings go (default 2, stderr) */
 } ct_http_options_t;
 
 /* Create a server (not yet listening).
@@ -146,8 +146,7 @@ int ct_http_next(ct_http_req_t *req);
 int ct_http_server_start(ct_http_server_t *srv);
 
 /* The address the server listens on (to find the port picked for port 0). Thread: any. */
-int ct_http_server_addr(const ct_http_server_t *srv, struct sockaddr_storage *addr,
-                        socklen_t *len);
+int ct_http_server_addr(const ct_http_server_t *srv, struct sockaddr_storage *addr, socklen_t *len);
 
 /* The stopping token: fires (CT_SHUTDOWN) the moment ct_http_server_stop() begins, so that work
  * linked with it (background jobs, long polls) can stop while requests drain.

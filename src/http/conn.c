@@ -412,8 +412,8 @@ int ct__http_conn_send(struct conn *c, const struct iovec *iov, int n)
 static void write_some(struct conn *c)
 {
     while (!c->req.broken && c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t w =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w >= 0)
             c->out_off += (size_t) w;
         else if (errno == EAGAIN)

@@ -151,8 +151,8 @@ struct conn {
     bool peer_gone;         /* FIN, RST or an error: the client left */
     bool stop_reading;      /* the buffer is full while dispatched */
     bool sent_continue;
-    char *out;                /* C_WRITING: what could not be written at once */
-    size_t out_len, out_off;  /* bytes in out; bytes of them written */
+    char *out;               /* C_WRITING: what could not be written at once */
+    size_t out_len, out_off; /* bytes in out; bytes of them written */
     struct ct_http_req req;
 };
 

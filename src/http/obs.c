@@ -204,8 +204,8 @@ void ct__http_observe(ct_http_req_t *req)
                      ts, level, req->method ? req->method : "-", path, status, us / 1000,
                      (int) (us % 1000), why, route, req->bytes_out);
     else
-        n = snprintf(line, sizeof(line), "%s %s %s %s %d %" PRId64 ".%dms reason=%s route=%s\n",
-                     ts, level, req->method ? req->method : "-", path, status, us / 1000,
+        n = snprintf(line, sizeof(line), "%s %s %s %s %d %" PRId64 ".%dms reason=%s route=%s\n", ts,
+                     level, req->method ? req->method : "-", path, status, us / 1000,
                      (int) (us % 1000 / 100), why, route);
     write_line(s->o.log_fd, line, (size_t) n < sizeof(line) ? (size_t) n : sizeof(line) - 1);
 }

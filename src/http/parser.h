@@ -46,15 +46,15 @@ struct ct__http_head {
                                     absolute-form, or "*" for OPTIONS, or authority-form for
                                     CONNECT) */
     uint32_t method_len, target_len;
-    int minor;                   /* HTTP/1.<minor>: 0 or 1 */
+    int minor; /* HTTP/1.<minor>: 0 or 1 */
     struct ct__http_field fields[CT__HTTP_MAX_HEADERS];
     unsigned nfields;
     enum ct__http_body body;
-    uint64_t content_length;     /* CT__HTTP_BODY_LENGTH */
-    bool keep_alive;             /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with
-                                    "Connection: keep-alive" */
-    bool expect_continue;        /* "Expect: 100-continue" */
-    const char *host;            /* the Host field's value, NULL if absent (HTTP/1.0) */
+    uint64_t content_length; /* CT__HTTP_BODY_LENGTH */
+    bool keep_alive;         /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with
+                                "Connection: keep-alive" */
+    bool expect_continue;    /* "Expect: 100-continue" */
+    const char *host;        /* the Host field's value, NULL if absent (HTTP/1.0) */
     uint32_t host_len;
 };
 

@@ -50,7 +50,8 @@ static unsigned default_max_connections(void)
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur == RLIM_INFINITY)
         return 1000000;
-    rlim_t n = nofile.rlim_cur > FD_RESERVE * 2 ? nofile.rlim_cur - FD_RESERVE : nofile.rlim_cur / 2;
+    rlim_t n =
+        nofile.rlim_cur > FD_RESERVE * 2 ? nofile.rlim_cur - FD_RESERVE : nofile.rlim_cur / 2;
     return n < 1 ? 1 : n > 1000000 ? 1000000 : (unsigned) n;
 }
 
@@ -260,7 +261,8 @@ void ct__http_request_done(ct_http_req_t *req)
  * a reset instead, which is the best that can be done for it. */
 static void refuse(ct_http_server_t *s, int fd)
 {
-#define REFUSAL_BODY "{\"error\":\"overloaded\",\"message\":\"too many connections\",\"status\":503}"
+#define REFUSAL_BODY                                                                               \
+    "{\"error\":\"overloaded\",\"message\":\"too many connections\",\"status\":503}"
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                "Content-Type: application/json\r\n"
                                "Content-Length: 68\r\n"

@@ -93,11 +93,11 @@ static inline void treset(int fd)
 }
 
 struct tresp {
-    int status;      /* 0: nothing before the connection closed; -1: nothing before the bound */
+    int status; /* 0: nothing before the connection closed; -1: nothing before the bound */
     char head[4096];
     char body[1 << 16];
     size_t body_len;
-    bool closed;     /* the server closed the connection after it */
+    bool closed; /* the server closed the connection after it */
 };
 
 /* Read one response (Content-Length or chunked) within ms × scale. Bytes after it stay in
@@ -112,8 +112,8 @@ static inline bool tfill(struct tconn *c, int64_t deadline)
 {
     if (c->npending >= sizeof(c->pending))
         return false;
-    ssize_t n = ct_read(c->fd, c->pending + c->npending, sizeof(c->pending) - c->npending, NULL,
-                        deadline);
+    ssize_t n =
+        ct_read(c->fd, c->pending + c->npending, sizeof(c->pending) - c->npending, NULL, deadline);
     if (n <= 0)
         return false;
     c->npending += (size_t) n;

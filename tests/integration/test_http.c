@@ -585,7 +585,7 @@ static void test_out_of_descriptors_refuses_then_recovers(void **state)
     while (nfill < 128 && (fill[nfill] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
         nfill++;
     assert_int_equal(EMFILE, errno); /* the process is out of descriptors */
-    close(fill[--nfill]); /* room for the client's socket only */
+    close(fill[--nfill]);            /* room for the client's socket only */
     struct tconn *c = calloc(1, sizeof(*c));
     c->fd = tconnect(t->port);
     struct tresp r = tread(c, 5000);

@@ -4,7 +4,7 @@
 #   make test     install missing Debian packages, build, run the whole test suite
 #   make test-asan / make test-tsan     the suite under ASan+UBSan / TSan (clang), own build dirs
 #   make bench    benchmarks, side by side with their peers (see docs/BENCHMARKS.md)
-#   make bench-http   ct-http against nginx and Go's net/http (bench/http/run.sh, ~15 min)
+#   make bench-http   ct-http against nginx and Go's net/http (bench/http/run.sh, ~25 min)
 #   make fuzz     the request parser under libFuzzer for FUZZ_SECONDS (default 60), clang
 #   make format   clang-format every C file
 JOBS ?= $(shell nproc)

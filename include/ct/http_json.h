@@ -12,7 +12,8 @@ extern "C" {
 #endif
 
 /* Send `value` as an application/json response and release it (the reference is stolen, also on
- * error). Returns as ct_http_respond(); -EINVAL for a NULL value; -ENOMEM. Thread: the request's. */
+ * error). Returns as ct_http_respond(); -EINVAL for a NULL value; -ENOMEM. Thread: the request's.
+ */
 int ct_http_respond_json(ct_http_req_t *req, int status, json_t *value);
 
 /* The request body parsed as JSON. On a missing or invalid body this answers 400 with a JSON

@@ -18,7 +18,7 @@
 
 struct demo {
     pid_t pid;
-    int err;        /* the demo's stderr */
+    int err; /* the demo's stderr */
     char log[1 << 18];
     size_t loglen;
     int port;
@@ -147,8 +147,8 @@ static void test_healthz_and_help(void **state)
 static void test_report_completes(void **state)
 {
     struct demo *d = demo_start();
-    assert_int_equal(0, curl(d, out, sizeof(out), "GET",
-                             "/api/Demo/reports/generate?rows=5&delayMs=2", NULL));
+    assert_int_equal(
+        0, curl(d, out, sizeof(out), "GET", "/api/Demo/reports/generate?rows=5&delayMs=2", NULL));
     assert_non_null(strstr(out, "\"rowsProcessed\":5"));
     assert_non_null(strstr(out, "\"delayPerRowMs\":2"));
     assert_non_null(strstr(out, "\"startedAt\":\""));
@@ -161,8 +161,7 @@ static void test_curl_max_time_cancels_the_report_and_logs_499(void **state)
     struct demo *d = demo_start();
     int64_t t0 = ct_now_ms();
     assert_int_equal(28, curl(d, out, sizeof(out), "GET",
-                              "/api/Demo/reports/generate?rows=200&delayMs=25",
-                              "--max-time 0.3"));
+                              "/api/Demo/reports/generate?rows=200&delayMs=25", "--max-time 0.3"));
     assert_true(CT_WAIT_FOR(logged(d, "Report generation cancelled"), 5000));
     assert_true(CT_WAIT_FOR(logged(d, "GET /api/Demo/reports/generate 499"), 5000));
     assert_true(logged(d, "info GET /api/Demo/reports/generate 499"));
@@ -174,8 +173,8 @@ static void test_curl_max_time_cancels_the_report_and_logs_499(void **state)
 static void test_timeout_run_reports_its_own_timeout(void **state)
 {
     struct demo *d = demo_start();
-    assert_int_equal(0, curl(d, out, sizeof(out), "POST", "/api/Demo/timeout/run?timeoutMs=100",
-                             NULL));
+    assert_int_equal(
+        0, curl(d, out, sizeof(out), "POST", "/api/Demo/timeout/run?timeoutMs=100", NULL));
     assert_non_null(strstr(out, "\"completed\":false"));
     assert_non_null(strstr(out, "\"timedOut\":true"));
     assert_int_equal(0, demo_stop(d));
@@ -184,8 +183,8 @@ static void test_timeout_run_reports_its_own_timeout(void **state)
 static void test_linked_search_says_timeout_or_client(void **state)
 {
     struct demo *d = demo_start();
-    assert_int_equal(0, curl(d, out, sizeof(out), "POST", "/api/Demo/linked/search?timeoutMs=300",
-                             NULL));
+    assert_int_equal(
+        0, curl(d, out, sizeof(out), "POST", "/api/Demo/linked/search?timeoutMs=300", NULL));
     assert_non_null(strstr(out, "\"reason\":\"Timeout\""));
     assert_true(CT_WAIT_FOR(logged(d, "Request cancelled due to TIMEOUT"), 5000));
     assert_int_equal(28, curl(d, out, sizeof(out), "POST",
@@ -227,8 +226,8 @@ static int count_files(const char *dir)
 static void test_file_write_completes_or_leaves_nothing(void **state)
 {
     struct demo *d = demo_start();
-    assert_int_equal(0, curl(d, out, sizeof(out), "POST", "/api/Demo/files/write?sizeMb=2&chunkMs=1",
-                             NULL));
+    assert_int_equal(
+        0, curl(d, out, sizeof(out), "POST", "/api/Demo/files/write?sizeMb=2&chunkMs=1", NULL));
     assert_non_null(strstr(out, "\"sizeMB\":2"));
     assert_non_null(strstr(out, "\"canceled\":false"));
     assert_int_equal(1, count_files(d->dir));
@@ -252,11 +251,11 @@ static void test_out_of_range_parameters_get_400(void **state)
     struct demo *d = demo_start();
     assert_int_equal(0, curl(d, out, sizeof(out), "POST", "/api/Demo/parallel/scrape?n=65", NULL));
     assert_non_null(strstr(out, "\"parameter\":\"n\""));
-    assert_int_equal(0, curl(d, out, sizeof(out), "GET",
-                             "/api/Demo/reports/generate?rows=0", NULL));
+    assert_int_equal(0,
+                     curl(d, out, sizeof(out), "GET", "/api/Demo/reports/generate?rows=0", NULL));
     assert_non_null(strstr(out, "\"parameter\":\"rows\""));
-    assert_int_equal(0, curl(d, out, sizeof(out), "POST", "/api/Demo/files/write?sizeMb=2000",
-                             NULL));
+    assert_int_equal(0,
+                     curl(d, out, sizeof(out), "POST", "/api/Demo/files/write?sizeMb=2000", NULL));
     assert_non_null(strstr(out, "\"parameter\":\"sizeMb\""));
     assert_int_equal(0, demo_stop(d));
 }
@@ -270,8 +269,8 @@ struct bg_curl {
 static void *curl_work(void *arg)
 {
     struct bg_curl *b = arg;
-    b->rc = curl(b->d, b->out, sizeof(b->out), "GET", "/work?ms=60000",
-                 "-o /dev/null -w %{http_code}");
+    b->rc =
+        curl(b->d, b->out, sizeof(b->out), "GET", "/work?ms=60000", "-o /dev/null -w %{http_code}");
     return NULL;
 }
 

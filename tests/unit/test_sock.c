@@ -265,7 +265,10 @@ static void test_writev_sends_every_buffer_in_order(void **state)
     char *in = malloc(len), *out = malloc(len);
     for (size_t i = 0; i < len; i++)
         out[i] = (char) (i * 7);
-    struct iovec iov[5] = {{out, 10}, {out + 10, 0}, {out + 10, len / 2}, {out + 10 + len / 2, 1},
+    struct iovec iov[5] = {{out, 10},
+                           {out + 10, 0},
+                           {out + 10, len / 2},
+                           {out + 10 + len / 2, 1},
                            {out + 11 + len / 2, len - 11 - len / 2}};
     struct io io;
     io_init(&io, sv[1], NULL);

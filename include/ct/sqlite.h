@@ -47,9 +47,8 @@ typedef struct ct_sqlite_options {
 
 /* Open (creating it unless read-only) the database file at `path`, in WAL mode with
  * synchronous=NORMAL and foreign keys on. `o` may be NULL.
- * Returns: 0 and *out; -EINVAL; -ENOMEM; -EIO (cannot open: see errno text in the log of the
- * caller, or open again with sqlite3 for the message). Ownership: ct_sqlite_close(). Thread: any.
- */
+ * Returns: 0 and *out; -EINVAL; -ENOMEM; the errno SQLite saw when it could not open the file
+ * (-ENOENT, -EACCES, ...); -EIO otherwise. Ownership: ct_sqlite_close(). Thread: any. */
 int ct_sqlite_open(ct_sqlite_t **out, const char *path, const ct_sqlite_options_t *o);
 
 /* Finalize nothing, close the connection. Statements prepared on it must be finalized first

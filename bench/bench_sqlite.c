@@ -36,8 +36,8 @@ static void report(const char *name, int64_t *lat, int n)
            bench_percentile(lat, n, 99) / 1e6, bench_percentile(lat, n, 100) / 1e6);
 }
 
-/* Run `sql` on `db` with a token the timer fires after 5..20 ms; returns fired -> returned. */
-static int64_t stopped_after(ct_sqlite_t *db, const char *sql)
+/* A source the timer cancels 5..20 ms from now. */
+static ct_source_t *armed_source(void)
 {
     ct_source_t *src;
     int rc = ct_source_new(&src);
@@ -45,7 +45,14 @@ static int64_t stopped_after(ct_sqlite_t *db, const char *sql)
         rc = ct_source_cancel_after(src, 5 + rand() % 16);
     if (rc < 0)
         die("source", rc);
-    rc = ct_sqlite_exec(db, sql, ct_source_token(src));
+    return src;
+}
+
+/* Run `sql` on `db` with a token the timer fires after 5..20 ms; returns fired -> returned. */
+static int64_t stopped_after(ct_sqlite_t *db, const char *sql)
+{
+    ct_source_t *src = armed_source();
+    int rc = ct_sqlite_exec(db, sql, ct_source_token(src));
     int64_t back = ct_now_ns();
     if (rc != -ECANCELED)
         die("expected -ECANCELED", rc);
@@ -67,12 +74,7 @@ static void interrupt_cb(void *arg, const ct_token_t *tok)
 /* The peer: a plain connection with sqlite3_busy_timeout(1000) and sqlite3_interrupt. */
 static int64_t plain_stopped_after(sqlite3 *h)
 {
-    ct_source_t *src;
-    int rc = ct_source_new(&src);
-    if (rc == 0)
-        rc = ct_source_cancel_after(src, 5 + rand() % 16);
-    if (rc < 0)
-        die("source", rc);
+    ct_source_t *src = armed_source();
     struct interrupt_arg a = {h};
     ct_reg_t reg;
     ct_token_register(ct_source_token(src), &reg, interrupt_cb, &a);

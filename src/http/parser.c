@@ -597,6 +597,15 @@ static int chunk_size_done(const struct ct__http_chunked *c, size_t out_len, siz
     return 0;
 }
 
+/* The one byte a state allows, then the next state. */
+static int expect(struct ct__http_chunked *c, unsigned char ch, unsigned char want, int next)
+{
+    if (ch != want)
+        return -400;
+    c->state = next;
+    return 0;
+}
+
 /* One byte of everything but chunk data. Returns 0, or a negative status. */
 static int chunked_byte(struct ct__http_chunked *c, unsigned char ch, size_t out_len,
                         size_t out_cap, const struct ct__http_limits *lim)
@@ -690,15 +699,9 @@ static int chunked_byte(struct ct__http_chunked *c, unsigned char ch, size_t out
         c->state = c->chunk_left ? CH_DATA : CH_TRAILER_LINE;
         return 0;
     case CH_DATA_CR:
-        if (ch != '\r')
-            return -400;
-        c->state = CH_DATA_LF;
-        return 0;
+        return expect(c, ch, '\r', CH_DATA_LF);
     case CH_DATA_LF:
-        if (ch != '\n')
-            return -400;
-        c->state = CH_SIZE_START;
-        return 0;
+        return expect(c, ch, '\n', CH_SIZE_START);
     case CH_TRAILER_LINE:
         /* A trailer field is a field line like those of the head, read with the same rules and
          * then dropped. */
@@ -722,15 +725,9 @@ static int chunked_byte(struct ct__http_chunked *c, unsigned char ch, size_t out
             return -400;
         return 0;
     case CH_TRAILER_LF:
-        if (ch != '\n')
-            return -400;
-        c->state = CH_TRAILER_LINE;
-        return 0;
+        return expect(c, ch, '\n', CH_TRAILER_LINE);
     case CH_END_LF:
-        if (ch != '\n')
-            return -400;
-        c->state = CH_DONE;
-        return 0;
+        return expect(c, ch, '\n', CH_DONE);
     default:
         return -400; /* a state this decoder never sets: the struct was not zero-initialised */
     }

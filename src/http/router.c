@@ -201,21 +201,37 @@ static bool match_one(ct_http_req_t *req, const struct route *r, const char *pat
     return true;
 }
 
+/* Of two routes that match the same path, the one with a literal where the other has a
+ * parameter, at the first segment where they differ ("/reports/sales" over "/reports/{id}",
+ * whatever the order they were added in, as ASP.NET routing ranks them). */
+static bool more_specific(const struct route *a, const struct route *b)
+{
+    for (unsigned i = 0; i < a->nsegs && i < b->nsegs; i++)
+        if (a->segs[i].param != b->segs[i].param)
+            return !a->segs[i].param;
+    return false;
+}
+
 static int match_method(ct_http_server_t *s, ct_http_req_t *req, const char *method,
                         bool *path_matched)
 {
+    struct route *best = NULL;
     for (unsigned i = 0; i < s->nroutes; i++) {
         struct route *r = s->routes[i];
         if (strcmp(r->method, method) != 0) {
             *path_matched = *path_matched || match_one(NULL, r, req->path);
             continue;
         }
-        if (match_one(req, r, req->path)) {
-            req->route = r;
-            return MATCH_OK;
+        if ((!best || more_specific(r, best)) && match_one(NULL, r, req->path)) {
+            best = r;
+            if (r->nparams == 0)
+                break; /* all literals: nothing is more specific */
         }
     }
-    return MATCH_NONE;
+    if (!best || !match_one(req, best, req->path))
+        return MATCH_NONE;
+    req->route = best;
+    return MATCH_OK;
 }
 
 int ct__http_match(ct_http_server_t *s, ct_http_req_t *req)

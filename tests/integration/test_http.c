@@ -79,6 +79,11 @@ static void test_routing_is_case_insensitive_and_answers_404_and_405(void **stat
     assert_int_equal(404, r.status);
     assert_non_null(strstr(r.body, "\"error\":\"not_found\""));
     assert_int_equal(405, tget(t->port, "DELETE /hello HTTP/1.1\r\nHost: t\r\n\r\n", 5000).status);
+    /* A literal segment beats a parameter, whatever the order the routes were added in. */
+    r = tget(t->port, GET("/items/LATEST"), 5000);
+    assert_int_equal(200, r.status);
+    assert_memory_equal("hello\n", r.body, 6);
+    assert_int_equal(200, tget(t->port, GET("/items/12"), 5000).status);
     stop(t);
 }
 

@@ -172,7 +172,9 @@ int ct_sqlite_step(ct_sqlite_t *db, sqlite3_stmt *st, const ct_token_t *tok)
     int rc = sqlite3_step(st);
     ct_token_unregister(&db->reg);
     db->tok = NULL;
-    bool fired = __atomic_load_n(&db->fired, __ATOMIC_ACQUIRE);
+    /* The busy handler sees the token canceled before the canceller reaches our callback (which
+     * unregister may then have removed): the token's own state counts as fired too. */
+    bool fired = __atomic_load_n(&db->fired, __ATOMIC_ACQUIRE) || ct_token_canceled(tok);
     if (rc == SQLITE_ROW)
         return 1; /* a row that was complete is the caller's, fired or not */
     sqlite3_reset(st);

@@ -8,10 +8,15 @@
 #include "ct/http_json.h"
 #include "ct/pool.h"
 
+struct demo_db;
+
 struct demo {
     const char *data_dir;
     ct_pool_t *work; /* the scrapers' tasks: a pool apart from the handlers' */
     ct_http_server_t *srv;
+    struct demo_db *db;        /* the layered endpoints' database (db.h) */
+    char upstream[128];        /* base URL of the outbound calls' server, "http://127.0.0.1:8080" */
+    int64_t upstream_delay_ms; /* how long the upstream endpoints take by default */
 };
 
 /* Log a line to stderr, with a timestamp, as the seeds' Console.WriteLine does. */
@@ -22,6 +27,40 @@ json_t *demo_now_json(void);
 
 /* The seed "CancellationToken in ASP.NET Core – A Complete Guide" (seed 000): /api/Demo/... */
 int demo_seed000_routes(ct_http_server_t *srv, struct demo *d);
+
+/* Seed 001 ("Stop Wasting Server Resources"): /products, /reports/sales, /orders/{id}. */
+int demo_seed001_routes(ct_http_server_t *srv, struct demo *d);
+
+/* Seed 002 (RequestAborted through the layers): /api/WeatherForecast..., /weather-forecast... */
+int demo_seed002_routes(ct_http_server_t *srv, struct demo *d);
+
+/* Seeds 003 and 004: /reports/{id}, /api/Data/fetch-data. */
+int demo_seed003_routes(ct_http_server_t *srv, struct demo *d);
+
+/* The upstream the outbound calls reach (ct-demo serves it itself, with a delay): /upstream/... */
+int demo_upstream_routes(ct_http_server_t *srv, struct demo *d);
+
+/* GET `path` (with its query) on the upstream with `tok`; *out the parsed JSON body.
+ * Returns 0; -ECANCELED (the transfer was aborted: its connection is closed); -EREMOTEIO (the
+ * upstream could not be reached or answered badly: logged). */
+int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, json_t **out);
+
+/* The repositories (repo.c). Each passes `tok` to the database. */
+int demo_repo_migrate(struct demo_db *db);
+int demo_repo_forecasts(struct demo_db *db, const ct_token_t *tok, int64_t days, int64_t runs,
+                        json_t **out);
+int demo_repo_products(struct demo_db *db, const ct_token_t *tok, json_t **out);
+int demo_repo_sales_report(struct demo_db *db, const ct_token_t *tok, int64_t scale, json_t **out);
+int demo_repo_order(struct demo_db *db, const ct_token_t *tok, int64_t id, json_t **out);
+int demo_repo_report_rows(struct demo_db *db, const ct_token_t *tok, int64_t product, int64_t scale,
+                          json_t **out);
+
+/* At the boundary, after an operation on `tok` (linked from the request's token and `timeout`)
+ * failed with `rc`: name who asked in the log (`what` says what stopped) and answer — nothing
+ * when the client left, 503 when the host stops, 408 with a JSON body when `timeout` fired, 404
+ * for -ENOENT, 502 for -EREMOTEIO (an upstream failed), 500 for any other failure. */
+int demo_answer_failure(ct_http_req_t *req, const ct_token_t *tok, const ct_token_t *timeout,
+                        const char *what, int rc);
 
 /* /healthz and the benchmark's /work. */
 int demo_base_routes(ct_http_server_t *srv, struct demo *d);

@@ -1,11 +1,11 @@
 /* ct-demo: the seed articles' scenarios as a real HTTP API on ct.
  *
- *   ct-demo [--listen HOST:PORT] [--data-dir DIR] [--help]
+ *   ct-demo [--listen HOST:PORT] [--data-dir DIR] [--db URL] [--upstream URL] [--help]
  *
- * Environment: CT_DEMO_LISTEN, CT_DEMO_DATA_DIR (the options win). Logs go to stderr: the access
- * log (one line per request, 499 when the client left) and the scenarios' own lines. SIGINT or
- * SIGTERM stops it gracefully: no new connections, requests in flight get the drain period, then
- * their tokens fire with CT_SHUTDOWN. */
+ * Environment: CT_DEMO_LISTEN, CT_DEMO_DATA_DIR, CT_DEMO_DB, CT_DEMO_UPSTREAM (the options win).
+ * Logs go to stderr: the access log (one line per request, 499 when the client left) and the
+ * scenarios' own lines. SIGINT or SIGTERM stops it gracefully: no new connections, requests in
+ * flight get the drain period, then their tokens fire with CT_SHUTDOWN. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,16 +26,23 @@
 #include "ct/file.h"
 #include "ct/time.h"
 #include "ct/wait.h"
+#include "db.h"
 #include "demo.h"
 
 static const char usage[] =
-    "usage: ct-demo [--listen HOST:PORT] [--data-dir DIR]\n"
+    "usage: ct-demo [--listen HOST:PORT] [--data-dir DIR] [--db URL] [--upstream URL]\n"
     "\n"
     "The seed scenarios of cooperative cancellation as an HTTP API on ct.\n"
     "\n"
     "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; env CT_DEMO_LISTEN)\n"
     "  --data-dir DIR      where files/write puts its files (default ./ct-demo-data;\n"
     "                      env CT_DEMO_DATA_DIR); created if missing\n"
+    "  --db URL            the layered endpoints' database: postgres://... for PostgreSQL,\n"
+    "                      else a SQLite file (default DIR/ct-demo.db; env CT_DEMO_DB);\n"
+    "                      the demo data is created on first run\n"
+    "  --upstream URL      where the outbound calls go (default: this server itself, which\n"
+    "                      serves /upstream/...; env CT_DEMO_UPSTREAM)\n"
+    "  --upstream-delay-ms N  how long /upstream/... takes to answer, 0..600000 (default 300)\n"
     "  --drain-ms N        on SIGINT/SIGTERM, time requests get to finish before their\n"
     "                      tokens fire with CT_SHUTDOWN, 0..600000 (default 10000)\n"
     "  --help              this text\n"
@@ -48,8 +55,16 @@ static const char usage[] =
     "  POST /api/Demo/linked/search?timeoutMs=1000\n"
     "  POST /api/Demo/parallel/scrape?n=5&delayMs=800[&failWorker=K|-1]\n"
     "  POST /api/Demo/files/write?sizeMb=25&chunkMs=200\n"
-    "  GET  /work?ms=5000&mode=io|cpu[&id=N]  (the abort-storm benchmark's endpoint;\n"
-    "       with CT_DEMO_TRACE=<file> each request appends \"id fired_ns returned_ns result\")\n";
+    "  GET  /products   /reports/sales?scale=300   /orders/{id}[?shippingDelayMs=N]\n"
+    "  GET  /api/WeatherForecast[?days=7&ensembleRuns=2000]\n"
+    "  GET  /api/WeatherForecast/with-timeout/{seconds}   /api/WeatherForecast/multiple-timeouts\n"
+    "  GET  /weather-forecast   /weather-forecast-with-timeout\n"
+    "  GET  /reports/{id}?timeoutMs=10000&scale=2000   /api/Data/fetch-data[?delayMs=N]\n"
+    "  GET  /upstream/shipping/info/{id}  /upstream/reports/{id}/metadata  /upstream/data\n"
+    "  GET  /work?ms=5000&mode=io|cpu  (the abort-storm benchmark's endpoint)\n"
+    "\n"
+    "With CT_DEMO_TRACE=<file>, each request with ?traceId=N appends\n"
+    "\"N fired_ns returned_ns result\" to the file when its handler returns.\n";
 
 void demo_log(const char *fmt, ...)
 {
@@ -84,6 +99,42 @@ json_t *demo_now_json(void)
     return json_string(s);
 }
 
+/* ---- answering a failed operation by who asked ----------------------------------------------- */
+
+int demo_answer_failure(ct_http_req_t *req, const ct_token_t *tok, const ct_token_t *timeout,
+                        const char *what, int rc)
+{
+    if (rc == -ENOENT)
+        return ct_http_respond_error(req, 404, "not_found", what);
+    if (rc != -ECANCELED) {
+        demo_log("%s failed: %s", what, ct_strerror(rc));
+        return rc == -EREMOTEIO
+                   ? ct_http_respond_error(req, 502, "bad_gateway", "an upstream service failed")
+                   : rc;
+    }
+    const ct_token_t *client = ct_http_req_token(req);
+    int reason = ct_token_reason(tok);
+    if (timeout && ct_token_caused_by(tok, timeout)) {
+        demo_log("%s: operation timed out", what);
+        return ct_http_respond_error(req, 408, "timeout", "Request processing timed out");
+    }
+    if (reason == CT_CLIENT_ABORTED)
+        demo_log("%s: client disconnected", what);
+    else if (reason == CT_SHUTDOWN)
+        demo_log("%s: host is shutting down", what);
+    else if (reason == CT_TIMEOUT)
+        demo_log("%s: timed out (%s)", what, ct_token_detail(tok));
+    else
+        demo_log("%s: canceled (%s)", what, ct_reason_name(reason));
+    if (ct_token_canceled(client))
+        return rc; /* the server answers by the request's reason: nothing when the client left */
+    /* Canceled by a token the request does not know about (the host stopping): say so. */
+    if (reason == CT_SHUTDOWN)
+        return ct_http_respond_error(req, 503, "shutting_down", "the server is shutting down");
+    return ct_http_respond_error(req, reason == CT_TIMEOUT ? 408 : 503, ct_reason_name(reason),
+                                 ct_token_detail(tok));
+}
+
 /* ---- /healthz and /work --------------------------------------------------------------------- */
 
 static int healthz(ct_http_req_t *req, void *arg)
@@ -93,27 +144,21 @@ static int healthz(ct_http_req_t *req, void *arg)
     return ct_http_respond(req, 200, "application/json", ok, sizeof(ok) - 1);
 }
 
-/* CT_DEMO_TRACE=<file>: /work appends "<id> <token fired ns> <returned ns> <result>" per request
- * (ct_now_ns, CLOCK_MONOTONIC, so a benchmark on the same machine can compare it with the time
- * its client closed the connection). One write per line, O_APPEND. */
+/* CT_DEMO_TRACE=<file>: every request with a `traceId=N` query parameter appends
+ * "<N> <token fired ns> <returned ns> <result>" when its handler returns (ct_now_ns,
+ * CLOCK_MONOTONIC, so a benchmark on the same machine can compare it with the time its client
+ * closed the connection). One write per line, O_APPEND. A middleware, so it measures every
+ * endpoint the same way, and costs nothing when the variable is not set. */
 static int trace_fd = -1;
 
-static int work_body(ct_http_req_t *req, int64_t ms);
-
-/* The abort-storm endpoint: `ms` of work, either waiting in ct calls (io) or burning CPU in
- * 10 ms steps that check the token between them (cpu). `id` tags the trace line. */
-static int work(ct_http_req_t *req, void *arg)
+static int trace(ct_http_req_t *req, void *arg)
 {
-    int64_t ms, id;
-    int rc;
     (void) arg;
-    if ((rc = ct_http_req_query_int(req, "ms", 1000, 0, 600000, &ms)) < 0 ||
-        (rc = ct_http_req_query_int(req, "id", 0, 0, INT64_MAX, &id)) < 0)
-        return rc;
-    rc = work_body(req, ms);
-    if (trace_fd >= 0) {
-        char line[96];
-        int n = snprintf(line, sizeof(line), "%lld %lld %lld %d\n", (long long) id,
+    const char *id = ct_http_req_query_param(req, "traceId");
+    int rc = ct_http_next(req);
+    if (id) {
+        char line[128];
+        int n = snprintf(line, sizeof(line), "%.20s %lld %lld %d\n", id,
                          (long long) ct_token_canceled_at_ns(ct_http_req_token(req)),
                          (long long) ct_now_ns(), rc);
         if (write(trace_fd, line, (size_t) n) < 0) {
@@ -123,11 +168,17 @@ static int work(ct_http_req_t *req, void *arg)
     return rc;
 }
 
-static int work_body(ct_http_req_t *req, int64_t ms)
+/* The abort-storm endpoint: `ms` of work, either waiting in ct calls (io) or burning CPU in
+ * 10 ms steps that check the token between them (cpu). */
+static int work(ct_http_req_t *req, void *arg)
 {
-    int rc;
+    int64_t ms;
     const char *mode = ct_http_req_query_param(req, "mode");
     const ct_token_t *tok = ct_http_req_token(req);
+    int rc;
+    (void) arg;
+    if ((rc = ct_http_req_query_int(req, "ms", 1000, 0, 600000, &ms)) < 0)
+        return rc;
     if (mode && strcmp(mode, "cpu") == 0) {
         for (int64_t done = 0; done < ms; done += 10) {
             if ((rc = ct_token_check(tok)) < 0)
@@ -151,6 +202,8 @@ int demo_base_routes(ct_http_server_t *srv, struct demo *d)
     int rc;
     /* A health check answers from memory: on the I/O thread, never queued behind slow work. */
     ct_http_route_options_t here = {.on_io_thread = true};
+    if (trace_fd >= 0 && (rc = ct_http_use(srv, trace, NULL)) < 0)
+        return rc;
     if ((rc = ct_http_route(srv, "GET", "/healthz", healthz, d, &here)) < 0 ||
         (rc = ct_http_route(srv, "GET", "/work", work, d, NULL)) < 0)
         return rc;
@@ -170,7 +223,8 @@ static void *signal_thread(void *arg)
 int main(int argc, char **argv)
 {
     const char *listen = getenv("CT_DEMO_LISTEN"), *data_dir = getenv("CT_DEMO_DATA_DIR");
-    long drain_ms = 10000;
+    const char *db_url = getenv("CT_DEMO_DB"), *upstream = getenv("CT_DEMO_UPSTREAM");
+    long drain_ms = 10000, upstream_delay = 300;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
@@ -179,6 +233,17 @@ int main(int argc, char **argv)
             listen = argv[++i];
         } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
             data_dir = argv[++i];
+        } else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            db_url = argv[++i];
+        } else if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
+            upstream = argv[++i];
+        } else if (strcmp(argv[i], "--upstream-delay-ms") == 0 && i + 1 < argc) {
+            char *end;
+            upstream_delay = strtol(argv[++i], &end, 10);
+            if (*end || upstream_delay < 0 || upstream_delay > 600000) {
+                fprintf(stderr, "ct-demo: --upstream-delay-ms must be 0..600000\n");
+                return 2;
+            }
         } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
             char *end;
             drain_ms = strtol(argv[++i], &end, 10);
@@ -225,7 +290,20 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    struct demo d = {.data_dir = data_dir};
+    struct demo d = {.data_dir = data_dir, .upstream_delay_ms = upstream_delay};
+    char db_path[4096];
+    if (!db_url || !*db_url) {
+        snprintf(db_path, sizeof(db_path), "%s/ct-demo.db", data_dir);
+        db_url = db_path;
+    }
+    if (upstream && *upstream && strlen(upstream) >= sizeof(d.upstream)) {
+        fprintf(stderr, "ct-demo: --upstream is longer than %zu bytes\n", sizeof(d.upstream) - 1);
+        return 2;
+    }
+    if (demo_db_open(&d.db, db_url, 8) < 0 || demo_repo_migrate(d.db) < 0) {
+        fprintf(stderr, "ct-demo: cannot use the database %s (see above)\n", db_url);
+        return 1;
+    }
     ct_pool_options_t po = {.min_threads = 2, .max_threads = 128, .queue_max = 4096};
     int rc = ct_pool_new(&d.work, &po);
     ct_http_options_t o = {.listen = listen, .drain_timeout_ms = drain_ms};
@@ -236,6 +314,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if ((rc = demo_base_routes(d.srv, &d)) < 0 || (rc = demo_seed000_routes(d.srv, &d)) < 0 ||
+        (rc = demo_seed001_routes(d.srv, &d)) < 0 || (rc = demo_seed002_routes(d.srv, &d)) < 0 ||
+        (rc = demo_seed003_routes(d.srv, &d)) < 0 || (rc = demo_upstream_routes(d.srv, &d)) < 0 ||
         (rc = ct_http_server_start(d.srv)) < 0) {
         fprintf(stderr, "ct-demo: cannot start on %s: %s\n", listen, ct_strerror(rc));
         return 1;
@@ -254,7 +334,16 @@ int main(int argc, char **argv)
         strcat(host, "]");
         port = ntohs(((struct sockaddr_in6 *) &ss)->sin6_port);
     }
-    demo_log("listening on http://%s:%d (data in %s); Ctrl+C to stop", host, port, data_dir);
+    if (upstream && *upstream)
+        snprintf(d.upstream, sizeof(d.upstream), "%s", upstream);
+    else /* the upstream endpoints are ours: the outbound calls come back here */
+        snprintf(d.upstream, sizeof(d.upstream), "http://%s:%d",
+                 strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
+                 : strcmp(host, "[::]") == 0  ? "[::1]"
+                                              : host,
+                 port);
+    demo_log("listening on http://%s:%d (data in %s, database %s); Ctrl+C to stop", host, port,
+             data_dir, demo_db_is_pg(d.db) ? "PostgreSQL" : db_url);
     pthread_t th;
     pthread_create(&th, NULL, signal_thread, &set);
     void *sig;
@@ -264,6 +353,7 @@ int main(int argc, char **argv)
     rc = ct_http_server_stop(d.srv);
     ct_http_server_free(d.srv);
     ct_pool_free(d.work, CT_POOL_CANCEL_QUEUED);
+    demo_db_close(d.db);
     ct_timers_stop();
     demo_log("stopped%s", rc < 0 ? " (some handlers ignored their tokens)" : "");
     return 0;

@@ -1,6 +1,6 @@
 /* abort_storm: clients that give up. For each server, work mode and way of closing:
  *
- *   N requests "GET /work?ms=5000&mode=M&id=K", C at a time; each is abandoned `abandon` ms
+ *   N requests "GET /work?ms=5000&mode=M&traceId=K", C at a time; each is abandoned `abandon` ms
  *   after it was sent, by a FIN (close) or an RST (SO_LINGER 0, then close), and the time of
  *   that close is recorded (CLOCK_MONOTONIC, just before close()). Once the server is idle again
  *   (its in-flight gauge in /metrics at 1: the scrape itself), its trace file is joined with the
@@ -16,10 +16,13 @@
  *   abort_storm --server NAME,PORT,PID,TRACE,METRIC [--server ...] [--n 200] [--conc 50]
  *               [--abandon-ms 200] [--ms 5000] [--modes io,cpu] [--kinds fin,rst]
  *               [--id-base 1000000] [--settle-ms 20000] [--stagger] [--dump FILE] [--no-header]
+ *               [--path /any?query]
  *
  * --stagger: the first `conc` requests start abandon/conc apart, so that the aborts come one at a
- * time (with `conc` in flight) instead of in waves. --dump: one line per request that ran:
- * "server mode close id sent_ns close_ns fired_ns returned_ns result". */
+ * time (with `conc` in flight) instead of in waves. --path: every request is "GET PATH&traceId=K"
+ * instead of /work (a layered endpoint whose query or outbound call the abort must stop). --dump:
+ * one line per request that ran: "server mode close id sent_ns close_ns fired_ns returned_ns
+ * result". */
 #define _GNU_SOURCE
 #include <sys/epoll.h>
 
@@ -32,6 +35,7 @@ struct opts {
     int nsrv;
     int n, conc, abandon_ms, ms, settle_ms;
     int64_t id_base;
+    const char *path; /* --path: this request instead of /work */
     bool modes[2], kinds[2], header, stagger;
     FILE *dump;
 };
@@ -119,11 +123,16 @@ static int64_t run_storm(const struct opts *o, const struct bh_server *s, int mo
                     r->connect_failed++;
                     goto drop;
                 }
-                char req[160];
-                int len = snprintf(req, sizeof(req),
-                                   "GET /work?ms=%d&mode=%s&id=%lld HTTP/1.1\r\nHost: "
-                                   "127.0.0.1\r\n\r\n",
-                                   o->ms, mode_name[mode], (long long) (base + k));
+                char req[512];
+                int len = o->path ? snprintf(req, sizeof(req),
+                                             "GET %s%straceId=%lld HTTP/1.1\r\nHost: "
+                                             "127.0.0.1\r\n\r\n",
+                                             o->path, strchr(o->path, '?') ? "&" : "?",
+                                             (long long) (base + k))
+                                  : snprintf(req, sizeof(req),
+                                             "GET /work?ms=%d&mode=%s&traceId=%lld HTTP/1.1\r\n"
+                                             "Host: 127.0.0.1\r\n\r\n",
+                                             o->ms, mode_name[mode], (long long) (base + k));
                 if (send(c->fd, req, (size_t) len, MSG_NOSIGNAL) != len) {
                     r->connect_failed++;
                     goto drop;
@@ -258,6 +267,7 @@ static void usage(void)
     fputs("usage: abort_storm --server NAME,PORT,PID,TRACE,METRIC [--server ...] [--n 200]\n"
           "         [--conc 50] [--abandon-ms 200] [--ms 5000] [--modes io,cpu] [--kinds fin,rst]\n"
           "         [--id-base 1000000] [--settle-ms 20000] [--stagger] [--no-header]\n"
+          "         [--path /any?query]   (this request instead of /work; mode shows as io)\n"
           "         [--dump FILE]   (FILE: server mode close id sent_ns close_ns fired_ns\n"
           "                          returned_ns result, one line per request that ran)\n",
           stderr);
@@ -302,6 +312,12 @@ int main(int argc, char **argv)
             o.settle_ms = atoi(v);
         } else if (strcmp(a, "--id-base") == 0) {
             o.id_base = atoll(v);
+        } else if (strcmp(a, "--path") == 0) {
+            if (strlen(v) > 400 || v[0] != '/')
+                usage();
+            o.path = v;
+            o.modes[MODE_IO] = true;
+            o.modes[MODE_CPU] = false;
         } else if (strcmp(a, "--dump") == 0) {
             if (!(o.dump = fopen(v, "we"))) {
                 perror(v);

@@ -2,7 +2,7 @@
  *
  * For each server in turn:
  *   1. its RSS (VmRSS) while idle;
- *   2. `count` connections (10 000), each sending "GET /work?ms=30000&mode=io&id=K" and then
+ *   2. `count` connections (10 000), each sending "GET /work?ms=30000&mode=io&traceId=K" and then
  *      waiting; once the server's CPU has gone quiet, its RSS again -> memory per request. A
  *      request the server answers or closes while held was not accepted;
  *   3. `abort` of them (500), chosen at random, closed (FIN) one every `gap` µs while the rest
@@ -164,7 +164,7 @@ static void one(const struct opts *o, const struct bh_server *s, struct conn *c,
         for (int k = first; k < last; k++) {
             char req[160];
             int len = snprintf(req, sizeof(req),
-                               "GET /work?ms=%d&mode=io&id=%lld HTTP/1.1\r\nHost: "
+                               "GET /work?ms=%d&mode=io&traceId=%lld HTTP/1.1\r\nHost: "
                                "127.0.0.1\r\n\r\n",
                                o->ms, (long long) (base + k));
             if (c[k].fd < 0 || !(bh_poll1(c[k].fd, POLLOUT, 5000) & POLLOUT) ||

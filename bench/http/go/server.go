@@ -5,7 +5,7 @@
 //	GO_TRACE=/tmp/trace ./go-server -listen 127.0.0.1:18082
 //
 //	GET /healthz                         {"status":"ok"}, as ct-demo answers it
-//	GET /work?ms=N&mode=io|cpu&id=K      io: select on r.Context().Done() and a timer;
+//	GET /work?ms=N&mode=io|cpu&traceId=K     io: select on r.Context().Done() and a timer;
 //	                                     cpu: 10 ms CPU steps, ctx.Err() checked between them
 //	GET /metrics                         go_http_requests_in_flight (/work and /metrics
 //	                                     requests, the scrape included, as ct counts it)
@@ -155,7 +155,7 @@ func work(w http.ResponseWriter, r *http.Request) {
 	defer atomic.AddInt64(&inFlight, -1)
 	atomic.AddInt64(&workTotal, 1)
 	ms, ok1 := queryInt(r, "ms", 1000, 0, 600000)
-	id, ok2 := queryInt(r, "id", 0, 0, 1<<62)
+	id, ok2 := queryInt(r, "traceId", 0, 0, 1<<62)
 	mode := r.URL.Query().Get("mode")
 	if !ok1 || !ok2 || (mode != "" && mode != "io" && mode != "cpu") {
 		http.Error(w, `{"error":"invalid_parameter"}`, http.StatusBadRequest)

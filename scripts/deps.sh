@@ -5,7 +5,7 @@
 # left alone, so this is cheap to run before every build.
 set -eu
 
-pkgs_build="build-essential cmake pkg-config libcmocka-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libpq-dev postgresql curl python3"
+pkgs_build="build-essential cmake pkg-config libcmocka-dev libjansson-dev libsqlite3-dev curl python3"
 pkgs_sanitize="clang libclang-rt-14-dev"
 pkgs_bench="g++"
 pkgs_httpbench="golang-go nginx-light wrk" # the peers and the load of bench/http/run.sh

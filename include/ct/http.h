@@ -72,13 +72,6 @@ typedef struct ct_http_timeout {
 
 #define CT_HTTP_NO_TIMEOUT INT64_C(-1)
 
-/* A request that carries this header ("CT-Timeout-Ms: 250", the milliseconds its caller will
- * still wait; ct-curl sends it) gets a CT_TIMEOUT at that deadline when it is earlier than its
- * route's timeout, and the route's timeout policy answers. Out of 0..CT_HTTP_DEADLINE_MAX_MS or
- * not a plain decimal: 400. */
-#define CT_HTTP_DEADLINE_HEADER "CT-Timeout-Ms"
-#define CT_HTTP_DEADLINE_MAX_MS INT64_C(86400000)
-
 /* Access log formats. */
 enum { CT_HTTP_LOG_TEXT = 0, CT_HTTP_LOG_JSON = 1, CT_HTTP_LOG_OFF = 2 };
 

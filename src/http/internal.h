@@ -78,7 +78,6 @@ struct ct_http_req {
     struct route *route;
     ct_source_t *src;
     ct_reg_t fired_reg; /* the server's own callback on the token */
-    int64_t timeout_ms; /* the route's timeout, or the caller's deadline if earlier; -1 none */
 
     /* The head, NUL-terminated in place in the connection's buffer. */
     const char *method, *path, *query;

@@ -215,27 +215,9 @@ int ct__http_req_start(ct_http_req_t *req)
         return -1;
     }
     const ct_http_timeout_t *t = policy(req);
-    req->timeout_ms = t->ms > 0 ? t->ms : -1;
-    /* A caller's deadline (ct-curl sends the time its token has left): the earlier one wins. */
-    const char *h = ct_http_req_header(req, CT_HTTP_DEADLINE_HEADER);
-    if (h) {
-        int64_t ms = 0;
-        const char *p = h;
-        while (*p >= '0' && *p <= '9' && ms <= CT_HTTP_DEADLINE_MAX_MS)
-            ms = ms * 10 + (*p++ - '0');
-        if (p == h || *p || ms > CT_HTTP_DEADLINE_MAX_MS) {
-            req->t_start = req->t_end = ct_now_ns();
-            ct__http_answer_now(req->conn, 400, "invalid_header",
-                                CT_HTTP_DEADLINE_HEADER " must be 0..86400000 (milliseconds)");
-            ct__http_observe(req);
-            return -1;
-        }
-        if (req->timeout_ms < 0 || ms < req->timeout_ms)
-            req->timeout_ms = ms;
-    }
     int rc = ct_source_new(&req->src);
-    if (rc == 0 && req->timeout_ms >= 0)
-        rc = ct_source_cancel_after(req->src, req->timeout_ms);
+    if (rc == 0 && t->ms > 0)
+        rc = ct_source_cancel_after(req->src, t->ms);
     if (rc < 0) {
         ct__http_answer_now(req->conn, 503, "overloaded", "out of memory");
         ct__http_observe(req);
@@ -297,8 +279,7 @@ static void edge(ct_http_req_t *req, int rc)
             t->on_timeout(req, t->on_timeout_arg);
         if (!req->status) {
             char msg[96];
-            snprintf(msg, sizeof(msg), "the request did not complete within %" PRId64 " ms",
-                     req->timeout_ms);
+            snprintf(msg, sizeof(msg), "the request did not complete within %" PRId64 " ms", t->ms);
             ct__http_write_simple(req, t->status ? t->status : 408, "timeout", msg, false);
         }
         return;

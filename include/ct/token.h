@@ -196,14 +196,6 @@ const ct_token_t *ct_token_origin(const ct_token_t *tok);
  * Returns false if `tok` has not been canceled or either token is NULL. Thread: any. */
 bool ct_token_caused_by(const ct_token_t *tok, const ct_token_t *cause);
 
-/* When `tok` will fire by a timeout: the earliest armed deadline of its source and, through
- * linked sources, of every parent, in ms on the ct clock (ct_now_ms(); a time that may already
- * have passed); INT64_MAX if no timeout is armed (a NULL token, a source canceled only by hand, a
- * shield's outer deadlines). For a canceled token: when it was canceled. This is what a caller
- * passes on to the next service (ct-curl sends it as CT-Timeout-Ms), as Go's ctx.Deadline().
- * Thread: any, while the source's owner has not freed it. */
-int64_t ct_token_deadline(const ct_token_t *tok);
-
 /* Take a reference that keeps `tok` valid after its owner has freed the source.
  * Returns: tok (NULL gives NULL). Thread: any. */
 const ct_token_t *ct_token_ref(const ct_token_t *tok);

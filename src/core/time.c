@@ -290,14 +290,6 @@ bool ct__timer_stop(struct ct__timer *t)
     return armed;
 }
 
-int64_t ct__timer_deadline(struct ct__timer *t)
-{
-    pthread_mutex_lock(&svc.mu);
-    int64_t d = t->idx != CT__TIMER_IDLE ? t->deadline_ns : INT64_MAX;
-    pthread_mutex_unlock(&svc.mu);
-    return d;
-}
-
 void ct__timer_kill(struct ct__timer *t)
 {
     pthread_mutex_lock(&svc.mu);

@@ -43,10 +43,6 @@ int ct__timer_start(struct ct__timer *t, int64_t deadline_ns, int64_t arg);
 /* Disarm. Returns true if it was armed (fire() will not run for that arming). */
 bool ct__timer_stop(struct ct__timer *t);
 
-/* When an armed `t` fires (ct clock, ns), or INT64_MAX when it is not armed. Only for a timer
- * that was armed at least once (the service exists). */
-int64_t ct__timer_deadline(struct ct__timer *t);
-
 /* Disarm for good: later ct__timer_start() calls return -ESRCH. After this returns the service
  * holds no pointer to `t`, though a fire() that already began may still be running (pin() is
  * there to keep the owner alive for it). */

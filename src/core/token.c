@@ -669,33 +669,6 @@ int64_t ct_token_canceled_at_ns(const ct_token_t *tok)
     return src_of(tok)->canceled_at;
 }
 
-/* The earliest armed timeout of `s` and, for a linked source, of its parents (a shield has no
- * parents: the outer deadlines do not reach inside it). Parents are fixed when a linked source
- * is created and stay registered until its owner frees it. */
-static int64_t deadline_ns(struct ct_source *s, int depth)
-{
-    uint64_t v = load_state(s, __ATOMIC_ACQUIRE);
-    int64_t d = v & ST_TIMER_USED ? ct__timer_deadline(&s->timer) : INT64_MAX;
-    if (depth < 64 && !(v & ST_DETACHED))
-        for (uint32_t i = 0; i < s->nparents; i++) {
-            struct ct_source *p = s->parents[i].src_;
-            int64_t pd = p ? deadline_ns(p, depth + 1) : INT64_MAX;
-            if (pd < d)
-                d = pd;
-        }
-    return d;
-}
-
-int64_t ct_token_deadline(const ct_token_t *tok)
-{
-    if (!tok)
-        return INT64_MAX;
-    if (ct_token_canceled(tok))
-        return ct_token_canceled_at_ns(tok) / 1000000;
-    int64_t d = deadline_ns(src_of(tok), 0);
-    return d == INT64_MAX ? INT64_MAX : d / 1000000;
-}
-
 const ct_token_t *ct_token_origin(const ct_token_t *tok)
 {
     if (!ct_token_canceled(tok))

@@ -67,7 +67,7 @@ int ct_curl_perform(CURL *easy, const ct_token_t *tok);
 CURLcode ct_curl_last_code(void);
 
 /* Append `CT-Timeout-Ms: <ms left>` to `*list` if `tok` has a deadline (ct_token_deadline);
- * ms left is clamped to 0 when the deadline has passed. Call it just before ct_curl_perform:
+ * ms left is rounded down, and 0 once the deadline has passed. Call it just before ct_curl_perform:
  * the value is the time left now. `*list` may be NULL (a new list is started), as with
  * curl_slist_append.
  * Returns: 1 appended; 0 no deadline (nothing appended, also for a NULL token); -EINVAL if

@@ -228,7 +228,8 @@ int ct_curl_deadline_header(const ct_token_t *tok, struct curl_slist **list)
     int64_t deadline = ct_token_deadline(tok);
     if (deadline == CT_DEADLINE_NONE)
         return 0;
-    int64_t left = deadline - ct_now_ms();
+    /* Rounded down, from the ns clock: never claim more time than the caller has. */
+    int64_t left = (deadline * 1000000 - ct_now_ns()) / 1000000;
     if (left < 0)
         left = 0;
     char line[64];

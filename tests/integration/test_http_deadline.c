@@ -204,18 +204,26 @@ static void test_end_to_end_deadline_reaches_the_called_service(void **state)
     long sent = atol(S.header);
     assert_true(sent > 0 && sent <= 300);
     assert_true(S.deadline_left_ms >= 0 && S.deadline_left_ms <= 300);
-    /* ...and it fired as a timeout, at about A's deadline, not after B's 30 s. B's deadline is
-     * rounded down and counted from when its head arrived, so it comes before A's own (one
-     * timer thread fires both, in deadline order): not a client abort. */
-    assert_int_equal(CT_TIMEOUT, S.reason);
+    /* ...and it fired at about A's deadline, not after B's 30 s. */
     int64_t took = ct_test_now_ms() - t0;
     assert_true(took < 5000 * ct_test_scale());
-    /* A's outbound call ended with B's timeout response, or because A's token fired just
-     * before that response arrived (the two deadlines are within a millisecond). */
     assert_true(CT_WAIT_FOR(__atomic_load_n(&a_rc, __ATOMIC_ACQUIRE) != 1, 5000));
     int rc = __atomic_load_n(&a_rc, __ATOMIC_ACQUIRE);
-    if (!(rc == -ECANCELED || (rc == 0 && a_b_status == 408)))
-        fail_msg("A's call to B: rc %d, B's status %ld", rc, a_b_status);
+    /* B's deadline is A's time left, rounded down and counted from when B had the head, so B's
+     * timer is normally due first (one timer thread fires both, in deadline order): B's token
+     * fires with CT_TIMEOUT and its 408 reaches A's call. The two deadlines are less than a
+     * millisecond apart, though, and when B reads the head late (a loaded machine, TSan) A's
+     * fires first: A's call returns -ECANCELED and closes the connection, and B may then see
+     * the client leave before its own timer fires. Each outcome is checked for what it must
+     * imply; the deadline checks above fail without the header (checked by ignoring it in
+     * req.c: B's token then has no deadline). */
+    if (rc == 0) {
+        assert_int_equal(408, a_b_status);
+        assert_int_equal(CT_TIMEOUT, S.reason);
+    } else {
+        assert_int_equal(-ECANCELED, rc);
+        assert_true(S.reason == CT_TIMEOUT || S.reason == CT_CLIENT_ABORTED);
+    }
     tsrv_stop(&a);
     tsrv_stop(&b);
 }

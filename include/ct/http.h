@@ -72,6 +72,14 @@ typedef struct ct_http_timeout {
 
 #define CT_HTTP_NO_TIMEOUT INT64_C(-1)
 
+/* Cross-service deadlines. A caller sends the time it has left as `CT-Timeout-Ms: N` (ct-curl
+ * does, see ct/curl.h); the request's token then gets a CT_TIMEOUT N ms after the request's head
+ * arrived, or at the route's own timeout if that comes first, and the route's timeout
+ * policy answers it (408 by default). N is a decimal integer, 0..CT_HTTP_DEADLINE_MAX_MS (a
+ * day); anything else is answered 400 with the code "invalid_header". */
+#define CT_HTTP_DEADLINE_HEADER "CT-Timeout-Ms"
+#define CT_HTTP_DEADLINE_MAX_MS INT64_C(86400000)
+
 /* Access log formats. */
 enum { CT_HTTP_LOG_TEXT = 0, CT_HTTP_LOG_JSON = 1, CT_HTTP_LOG_OFF = 2 };
 

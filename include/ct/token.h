@@ -196,6 +196,19 @@ const ct_token_t *ct_token_origin(const ct_token_t *tok);
  * Returns false if `tok` has not been canceled or either token is NULL. Thread: any. */
 bool ct_token_caused_by(const ct_token_t *tok, const ct_token_t *cause);
 
+/* ct_token_deadline() of a token that nothing will cancel on a clock. */
+#define CT_DEADLINE_NONE INT64_MAX
+
+/* The earliest pending timeout of `tok` on the ct_now_ms() clock: its own source's (a timeout
+ * source, a shield, ct_source_cancel_after) and, for a linked source, its parents' recursively.
+ * This is what a call that leaves the process should pass on ("this much time is left").
+ * A shield does not follow outer tokens, so only its own timeout counts. A source whose owner
+ * has freed it has no timer any more, and a freed parent no longer cancels its children.
+ * Returns: the deadline in ms; CT_DEADLINE_NONE if no timeout is pending (and for NULL); for a
+ * token already canceled, the ms it was canceled at (so the time left is <= 0).
+ * Thread: any. Cost: one lock per source on the way up, no allocation. */
+int64_t ct_token_deadline(const ct_token_t *tok);
+
 /* Take a reference that keeps `tok` valid after its owner has freed the source.
  * Returns: tok (NULL gives NULL). Thread: any. */
 const ct_token_t *ct_token_ref(const ct_token_t *tok);

@@ -59,6 +59,7 @@ struct ct_source {
     struct ct_source *defer_next, *defer_parent; /* this thread's deferred cancellations */
     int deferred;                                /* atomic: queued there once already */
     struct ct__timer timer;
+    int64_t deadline_ns; /* atomic: when the armed timer fires, INT64_MAX if none */
     int64_t canceled_at; /* ct_now_ns() when canceled; published with the detail */
     char detail[CT_DETAIL_MAX];
     struct ct_reg parents[]; /* a linked source's registrations on its parents */
@@ -465,6 +466,7 @@ static struct ct_source *alloc_source(enum kind kind, size_t nparents, uint64_t 
     s->nparents = 0;
     s->cause = NULL;
     s->deferred = 0;
+    s->deadline_ns = INT64_MAX;
     ct__timer_init(&s->timer, &timer_ops);
     return s;
 }
@@ -486,7 +488,8 @@ static int new_timed(ct_source_t **out, enum kind kind, int64_t timeout_ms)
     if (timeout_ms == 0) {
         cancel_timeout(s, 0);
     } else {
-        int rc = ct__timer_start(&s->timer, ct_now_ns() + timeout_ms * 1000000, timeout_ms);
+        s->deadline_ns = ct_now_ns() + timeout_ms * 1000000;
+        int rc = ct__timer_start(&s->timer, s->deadline_ns, timeout_ms);
         if (rc < 0) {
             free_block(s);
             return rc;
@@ -556,8 +559,13 @@ void ct_source_free(ct_source_t *s)
 {
     if (!s)
         return;
-    for (uint32_t i = 0; i < s->nparents; i++)
-        reg_remove(&s->parents[i]);
+    if (s->nparents > 0) {
+        /* DETACHED first, in one CAS on the lock: ct_token_deadline() reads the parent links
+         * under this lock only while the source is not detached, so they stay put for it. */
+        update(s, ST_DETACHED, 0);
+        for (uint32_t i = 0; i < s->nparents; i++)
+            reg_remove(&s->parents[i]);
+    }
     uint64_t v = load_state(s, __ATOMIC_ACQUIRE);
     if (ST_REFS(v) == 1 && !(v & ST_TIMER_USED)) {
         /* Only the owner's reference is left and no parent or timer can reach s any more:
@@ -633,6 +641,7 @@ int ct_source_cancel_after(ct_source_t *s, int64_t timeout_ms)
     if (timeout_ms == -1) {
         if (v & ST_TIMER_USED)
             ct__timer_stop(&s->timer);
+        __atomic_store_n(&s->deadline_ns, INT64_MAX, __ATOMIC_RELAXED);
         return 0;
     }
     if (timeout_ms == 0) {
@@ -647,7 +656,10 @@ int ct_source_cancel_after(ct_source_t *s, int64_t timeout_ms)
         return 0;
     }
     unlock(s, v | ST_TIMER_USED);
-    int rc = ct__timer_start(&s->timer, ct_now_ns() + timeout_ms * 1000000, timeout_ms);
+    int64_t deadline = ct_now_ns() + timeout_ms * 1000000;
+    int rc = ct__timer_start(&s->timer, deadline, timeout_ms);
+    if (rc == 0)
+        __atomic_store_n(&s->deadline_ns, deadline, __ATOMIC_RELAXED);
     return rc == -ESRCH ? 0 : rc;
 }
 
@@ -695,6 +707,50 @@ bool ct_token_caused_by(const ct_token_t *tok, const ct_token_t *cause)
             return false;
         s = s->cause;
     }
+}
+
+/* Deeper chains of linked sources than this are not followed further up by ct_token_deadline:
+ * each level costs a stack frame here. */
+#define DEADLINE_MAX_DEPTH 256
+
+static int64_t deadline_ns(struct ct_source *s, unsigned depth)
+{
+    uint64_t v = load_state(s, __ATOMIC_ACQUIRE);
+    if (v & ST_CANCELED) {
+        wait_published(s);
+        return s->canceled_at;
+    }
+    if (v & ST_DETACHED)
+        return INT64_MAX; /* the owner freed it: no timer, no parent reaches it any more */
+    int64_t best = __atomic_load_n(&s->deadline_ns, __ATOMIC_RELAXED);
+    if (depth >= DEADLINE_MAX_DEPTH)
+        return best;
+    for (uint32_t i = 0; i < s->nparents; i++) {
+        /* Read the link under s's lock while s is not detached (ct_source_free sets DETACHED
+         * under that lock before unlinking), and keep the parent alive with a reference. */
+        v = lock(s);
+        struct ct_source *p = (v & ST_DETACHED) ? NULL : s->parents[i].src_;
+        if (p)
+            ref(p);
+        unlock(s, v);
+        if (!p)
+            continue;
+        int64_t d = deadline_ns(p, depth + 1);
+        unref(p);
+        if (d < best)
+            best = d;
+    }
+    return best;
+}
+
+int64_t ct_token_deadline(const ct_token_t *tok)
+{
+    if (!tok)
+        return CT_DEADLINE_NONE;
+    int64_t ns = deadline_ns(src_of(tok), 0);
+    if (ns == INT64_MAX)
+        return CT_DEADLINE_NONE;
+    return ns / 1000000; /* rounded as ct_now_ms() rounds the same clock */
 }
 
 const char *ct_reason_name(int reason)

@@ -201,6 +201,21 @@ static const ct_http_timeout_t *policy(const ct_http_req_t *req)
     return t && t->ms ? t : &req->srv->o.timeout;
 }
 
+/* The caller's time left, from its CT-Timeout-Ms header (sent by ct-curl, see ct/curl.h): a
+ * caller that gives up after N ms gains nothing from work done here after that.
+ * Returns: N (0..CT_HTTP_DEADLINE_MAX_MS); -1 no such header; -2 not a number in that range. */
+static int64_t caller_timeout_ms(const ct_http_req_t *req)
+{
+    const char *v = ct_http_req_header(req, CT_HTTP_DEADLINE_HEADER);
+    if (!v)
+        return -1;
+    int64_t n = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9' && p - v < 9; p++)
+        n = n * 10 + (*p - '0');
+    return (p == v || *p || n > CT_HTTP_DEADLINE_MAX_MS) ? -2 : n;
+}
+
 /* I/O thread: route the request and hand it to the pool, or answer it here. Returns 0 if a
  * handler will run (or has been canceled), -1 if the request was answered here. */
 int ct__http_req_start(ct_http_req_t *req)
@@ -215,9 +230,39 @@ int ct__http_req_start(ct_http_req_t *req)
         return -1;
     }
     const ct_http_timeout_t *t = policy(req);
+    /* The earlier of the route's timeout and the caller's wins; both use the route's policy
+     * when they fire, through the one timer on the request's source. */
+    int64_t caller = caller_timeout_ms(req);
+    if (caller == -2) {
+        req->t_start = req->t_end = ct_now_ns();
+        ct__http_answer_now(req->conn, 400, "invalid_header",
+                            "CT-Timeout-Ms must be a whole number of milliseconds, 0..86400000");
+        ct__http_observe(req);
+        return -1;
+    }
+    /* The caller's clock was already running when the head arrived: count from then. */
+    req->timeout_ms = t->ms > 0 ? t->ms : -1;
+    int64_t arm_ms = req->timeout_ms;
+    if (caller >= 0) {
+        int64_t left = (req->t_head + caller * 1000000 - ct_now_ns()) / 1000000;
+        left = left < 0 ? 0 : left;
+        if (arm_ms < 0 || left < arm_ms) {
+            req->timeout_ms = caller;
+            arm_ms = left;
+        }
+    }
+    if (arm_ms == 0) {
+        /* No time left: the caller has given up or is about to. Answer as a request timed out
+         * in the queue is answered, without running the handler. */
+        req->t_start = req->t_end = ct_now_ns();
+        ct__http_answer_now(req->conn, t->status ? t->status : 408, "timeout",
+                            "no time left (CT-Timeout-Ms)");
+        ct__http_observe(req);
+        return -1;
+    }
     int rc = ct_source_new(&req->src);
-    if (rc == 0 && t->ms > 0)
-        rc = ct_source_cancel_after(req->src, t->ms);
+    if (rc == 0 && arm_ms > 0)
+        rc = ct_source_cancel_after(req->src, arm_ms);
     if (rc < 0) {
         ct__http_answer_now(req->conn, 503, "overloaded", "out of memory");
         ct__http_observe(req);
@@ -279,7 +324,8 @@ static void edge(ct_http_req_t *req, int rc)
             t->on_timeout(req, t->on_timeout_arg);
         if (!req->status) {
             char msg[96];
-            snprintf(msg, sizeof(msg), "the request did not complete within %" PRId64 " ms", t->ms);
+            snprintf(msg, sizeof(msg), "the request did not complete within %" PRId64 " ms",
+                     req->timeout_ms);
             ct__http_write_simple(req, t->status ? t->status : 408, "timeout", msg, false);
         }
         return;

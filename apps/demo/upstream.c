@@ -36,7 +36,7 @@ int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, j
         return rc == -ECANCELED ? rc : -EREMOTEIO;
     }
     json_error_t err;
-    json_t *v = res.status == 200 ? json_loadb(res.body, res.len, 0, &err) : NULL;
+    json_t *v = res.status == 200 ? json_loadb(res.body, res.body_len, 0, &err) : NULL;
     if (!v)
         demo_log("upstream GET %s: status %ld, %s", url, res.status,
                  res.status == 200 ? err.text : "not 200");

@@ -24,7 +24,7 @@ bool demo_db_is_pg(const struct demo_db *db)
     return db->pg;
 }
 
-/* ---- SQLite: a few connections in a channel --------------------------------------------------
+/* ---- SQLite: a few connections in a channel ------------------------------------------------
  * A connection serves one thread at a time; WAL lets the readers run beside one writer. */
 
 static int lite_open(struct demo_db *db, const char *path)
@@ -123,8 +123,7 @@ static void lite_close(struct demo_db *db)
     ct_chan_free(db->idle);
 }
 
-/* ---- the interface ----------------------------------------------------------------------------
- */
+/* ---- the interface -------------------------------------------------------------------------- */
 
 static bool is_pg_url(const char *url)
 {

@@ -99,7 +99,7 @@ json_t *demo_now_json(void)
     return json_string(s);
 }
 
-/* ---- answering a failed operation by who asked ----------------------------------------------- */
+/* ---- answering a failed operation by who asked ---------------------------------------------- */
 
 int demo_answer_failure(ct_http_req_t *req, const ct_token_t *tok, const ct_token_t *timeout,
                         const char *what, int rc)

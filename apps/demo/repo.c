@@ -15,8 +15,7 @@
 #include "db.h"
 #include "demo.h"
 
-/* ---- schema and demo data ----------------------------------------------------------------------
- */
+/* ---- schema and demo data ------------------------------------------------------------------- */
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS demo_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
@@ -107,8 +106,7 @@ int demo_repo_migrate(struct demo_db *db)
     return rc;
 }
 
-/* ---- rows to JSON ------------------------------------------------------------------------------
- */
+/* ---- rows to JSON --------------------------------------------------------------------------- */
 
 /* A column's text as a JSON integer (the engines hand every column over as text). */
 static json_t *jint(const char *s)
@@ -121,8 +119,7 @@ static json_t *jstr(const char *s)
     return json_string(s ? s : "");
 }
 
-/* ---- seed 002: weather -------------------------------------------------------------------------
- */
+/* ---- seed 002: weather ---------------------------------------------------------------------- */
 
 static int forecast_row(void *arg, int ncols, const char *const *cols)
 {
@@ -163,8 +160,7 @@ int demo_repo_forecasts(struct demo_db *db, const ct_token_t *tok, int64_t days,
     return 0;
 }
 
-/* ---- seed 001: products, the sales report, orders
- * ------------------------------------------------ */
+/* ---- seed 001: products, the sales report, orders ------------------------------------------- */
 
 static int product_row(void *arg, int ncols, const char *const *cols)
 {
@@ -264,8 +260,7 @@ int demo_repo_order(struct demo_db *db, const ct_token_t *tok, int64_t id, json_
     return 0;
 }
 
-/* ---- seed 003: a report's rows -----------------------------------------------------------------
- */
+/* ---- seed 003: a report's rows -------------------------------------------------------------- */
 
 static int report_row(void *arg, int ncols, const char *const *cols)
 {

@@ -24,7 +24,7 @@
 #include "ct/wait.h"
 #include "demo.h"
 
-/* ---- GET reports/generate: client-initiated cancellation ------------------------------------- */
+/* ---- GET reports/generate: client-initiated cancellation ------------------------------------ */
 
 static int generate_report(ct_http_req_t *req, void *arg)
 {

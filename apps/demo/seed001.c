@@ -17,8 +17,7 @@
 
 #include "demo.h"
 
-/* ---- services -----------------------------------------------------------------------------------
- */
+/* ---- services ------------------------------------------------------------------------------- */
 
 /* The order with its items, then its shipping information from the shipping service: the token
  * goes to the query and to the outbound call alike. */
@@ -45,8 +44,7 @@ static int order_details(struct demo *d, const ct_token_t *tok, int64_t id, int6
     return 0;
 }
 
-/* ---- controllers --------------------------------------------------------------------------------
- */
+/* ---- controllers ---------------------------------------------------------------------------- */
 
 static int get_products(ct_http_req_t *req, void *arg)
 {

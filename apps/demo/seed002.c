@@ -19,8 +19,7 @@
 
 #include "demo.h"
 
-/* ---- service ------------------------------------------------------------------------------------
- */
+/* ---- service -------------------------------------------------------------------------------- */
 
 /* The forecast for `days` days from today. The repository's query runs with `tok`; the mapping
  * after it checks the token too, between the database and the CPU work, as the seed's service
@@ -40,8 +39,7 @@ static int weather_forecast(struct demo *d, const ct_token_t *tok, int64_t days,
     return 0;
 }
 
-/* ---- controllers --------------------------------------------------------------------------------
- */
+/* ---- controllers ---------------------------------------------------------------------------- */
 
 static int forecast_params(ct_http_req_t *req, int64_t *days, int64_t *runs)
 {

@@ -16,8 +16,7 @@
 
 #include "demo.h"
 
-/* ---- service ------------------------------------------------------------------------------------
- */
+/* ---- service -------------------------------------------------------------------------------- */
 
 /* The report: metadata from the metadata service, then the rows from the repository, the same
  * token for both. */
@@ -42,8 +41,7 @@ static int generate_report(struct demo *d, const ct_token_t *tok, int64_t id, in
     return *out ? 0 : -ENOMEM;
 }
 
-/* ---- controllers --------------------------------------------------------------------------------
- */
+/* ---- controllers ---------------------------------------------------------------------------- */
 
 static int get_report(ct_http_req_t *req, void *arg)
 {

@@ -19,8 +19,7 @@
 #include "ct/wait.h"
 #include "demo.h"
 
-/* ---- the client
- * ---------------------------------------------------------------------------------- */
+/* ---- the client ----------------------------------------------------------------------------- */
 
 int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, json_t **out)
 {
@@ -47,8 +46,7 @@ int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, j
     return 0;
 }
 
-/* ---- the upstream
- * -------------------------------------------------------------------------------- */
+/* ---- the upstream --------------------------------------------------------------------------- */
 
 /* Send `body` (taken) after `delay_ms` of trickled whitespace, stopping when the caller leaves. */
 static int trickle(ct_http_req_t *req, int64_t delay_ms, json_t *body, const char *what)

@@ -28,20 +28,10 @@ int ct_test_main(int argc, char **argv, const struct CMUnitTest *tests, size_t n
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define CT_TEST_SANITIZED 1
-/* The libpq conninfo of the test PostgreSQL server (scripts/pg-test.sh), read from the file that
- * CT_TEST_PG_FILE names: tests registered with ct_tests_require_pg() in tests/CMakeLists.txt
- * get it. Fails the test when there is none. */
-const char *ct_test_pg_conninfo(void);
-
 #endif
 #endif
 #ifndef CT_TEST_SANITIZED
 #define CT_TEST_SANITIZED 0
-/* The libpq conninfo of the test PostgreSQL server (scripts/pg-test.sh), read from the file that
- * CT_TEST_PG_FILE names: tests registered with ct_tests_require_pg() in tests/CMakeLists.txt
- * get it. Fails the test when there is none. */
-const char *ct_test_pg_conninfo(void);
-
 #endif
 /* Built with TSan? (It cannot start threads in the child of a multi-threaded fork.) */
 #if defined(__SANITIZE_THREAD__)
@@ -49,20 +39,10 @@ const char *ct_test_pg_conninfo(void);
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define CT_TEST_TSAN 1
-/* The libpq conninfo of the test PostgreSQL server (scripts/pg-test.sh), read from the file that
- * CT_TEST_PG_FILE names: tests registered with ct_tests_require_pg() in tests/CMakeLists.txt
- * get it. Fails the test when there is none. */
-const char *ct_test_pg_conninfo(void);
-
 #endif
 #endif
 #ifndef CT_TEST_TSAN
 #define CT_TEST_TSAN 0
-/* The libpq conninfo of the test PostgreSQL server (scripts/pg-test.sh), read from the file that
- * CT_TEST_PG_FILE names: tests registered with ct_tests_require_pg() in tests/CMakeLists.txt
- * get it. Fails the test when there is none. */
-const char *ct_test_pg_conninfo(void);
-
 #endif
 
 /* The CT_TEST_SCALE multiplier (sanitizer builds are slower); at least 1. */

@@ -65,9 +65,10 @@ static int lost(ct_pg_t *c)
 int ct_pg_connect(ct_pg_t **out, const char *conninfo, const ct_token_t *tok, int64_t deadline)
 {
     connect_errmsg[0] = '\0';
+    if (out)
+        *out = NULL;
     if (!out || !conninfo || deadline < -1)
         return -EINVAL;
-    *out = NULL;
     if (ct_token_canceled(tok))
         return -ECANCELED;
     ct_pg_t *c = ct__calloc(1, sizeof(*c));

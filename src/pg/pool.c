@@ -39,10 +39,11 @@ struct ct_pg_pool {
 int ct_pg_pool_new(ct_pg_pool_t **out, const char *conninfo, const ct_pg_pool_options_t *o)
 {
     ct_pg_pool_options_t opt = o ? *o : (ct_pg_pool_options_t){0};
+    if (out)
+        *out = NULL;
     if (!out || !conninfo || opt.max_size < 0 || opt.max_size > MAX_MAX_SIZE ||
         opt.connect_timeout_ms < 0 || opt.idle_check_ms < -1)
         return -EINVAL;
-    *out = NULL;
     if (!opt.max_size)
         opt.max_size = DEFAULT_MAX_SIZE;
     if (!opt.connect_timeout_ms)
@@ -114,9 +115,10 @@ static void discard(ct_pg_pool_t *p, ct_pg_t *c)
 
 int ct_pg_pool_acquire(ct_pg_pool_t *p, ct_pg_t **out, const ct_token_t *tok, int64_t deadline)
 {
+    if (out)
+        *out = NULL;
     if (!p || !out || deadline < -1)
         return -EINVAL;
-    *out = NULL;
     pthread_mutex_lock(&p->mu);
     p->waiting++;
     pthread_mutex_unlock(&p->mu);

@@ -14,6 +14,7 @@
  *   bench_pg CONNINFO_FILE [--quick]       (make bench starts a server: scripts/pg-test.sh) */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,9 @@
 #include "ct.h"
 #include "ct/pg.h"
 
-#define WORK       "SELECT count(*) FROM generate_series(1, 200000000)"
+/* Pure CPU: the set-returning function in the select list streams (ProjectSet); in FROM it
+ * would be written to a tuplestore, spilling to disk, and the cancel would wait for file I/O. */
+#define WORK       "SELECT count(*) FROM (SELECT generate_series(1, 200000000)) s"
 #define CONN_EVERY 50
 
 static char conninfo[512];
@@ -53,8 +56,9 @@ static PGconn *raw_connect(void)
     return pc;
 }
 
-/* a. Bare libpq. Returns PQcancel called -> error result, in ns; counts lost cancels. */
-static int64_t raw_cancel(PGconn *pc, int *lost)
+/* a. Bare libpq. Returns PQcancel called -> error result, in ns, or -1 if the first cancel was
+ * lost (the query is then stopped by re-sending it every second). */
+static int64_t raw_cancel(PGconn *pc)
 {
     if (!PQsendQueryParams(pc, WORK, 0, NULL, NULL, NULL, NULL, 0))
         die("send", PQerrorMessage(pc));
@@ -63,6 +67,7 @@ static int64_t raw_cancel(PGconn *pc, int *lost)
     PGcancel *cn = PQgetCancel(pc);
     char err[256];
     int64_t t0 = bench_now_ns(), t1 = 0;
+    bool lost = false;
     PQcancel(cn, err, sizeof(err));
     for (int tries = 0; tries < 60 && !t1; tries++) {
         struct pollfd pfd = {.fd = PQsocket(pc), .events = POLLIN};
@@ -72,7 +77,7 @@ static int64_t raw_cancel(PGconn *pc, int *lost)
                 t1 = bench_now_ns();
         }
         if (!t1) {
-            ++*lost;
+            lost = true;
             PQcancel(cn, err, sizeof(err));
         }
     }
@@ -82,7 +87,7 @@ static int64_t raw_cancel(PGconn *pc, int *lost)
     while ((r = PQgetResult(pc)))
         PQclear(r);
     PQfreeCancel(cn);
-    return t1 - t0;
+    return lost ? -1 : t1 - t0;
 }
 
 /* pg_stat_activity's state for `pid`. */
@@ -101,7 +106,7 @@ static bool is_idle(PGconn *admin, int pid)
 static int running_work(PGconn *admin)
 {
     PGresult *r = PQexec(admin, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                "AND query LIKE '%generate_series(1, 200000000)%' "
+                                "AND query LIKE '%generate_series(1, 200000000))%' "
                                 "AND pid <> pg_backend_pid()");
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -128,7 +133,7 @@ int main(int argc, char **argv)
     printf("PostgreSQL %d, libpq %d; `%s`, cancelled 5..30 ms in; a fresh connection every %d\n\n",
            PQserverVersion(admin), PQlibVersion(), WORK, CONN_EVERY);
 
-    int raw_lost = 0;
+    int raw_lost = 0, nbare = 0;
     PGconn *pc = NULL;
     for (int i = 0; i < n; i++) {
         if (i % CONN_EVERY == 0) {
@@ -136,7 +141,11 @@ int main(int argc, char **argv)
                 PQfinish(pc);
             pc = raw_connect();
         }
-        bare[i] = raw_cancel(pc, &raw_lost);
+        int64_t t = raw_cancel(pc);
+        if (t < 0)
+            raw_lost++;
+        else
+            bare[nbare++] = t;
     }
     PQfinish(pc);
 
@@ -179,16 +188,17 @@ int main(int argc, char **argv)
     ct_pg_close(c);
 
     printf("| measure | n | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n");
-    report("a. raw libpq: PQcancel called → error result", bare, n);
+    report("a. raw libpq: PQcancel called → error result (cancels not lost)", bare, nbare);
     report("b. ct: token fired → ct_pg_query returned, connection clean", ret, n);
     report("b. ct: token fired → backend idle in pg_stat_activity", idle, n);
-    printf("\nraw cancels lost and re-sent (1 s bound): %d; ct cancel requests sent: %u for %d "
+    printf("\nraw cancels lost (no result within 1 s, then re-sent): %d; ct cancel requests sent: "
+           "%u for %d "
            "aborts (%d re-sent)\n",
            raw_lost, cancels, n, (int) cancels - n);
     printf("ct calls that did not return -ECANCELED: %d; backends not idle after return: %d; "
            "cancelled queries left running on the server: %d\n",
            wrong, not_idle, left_running);
-    int64_t b99 = bench_percentile(bare, n, 99), r99 = bench_percentile(ret, n, 99);
+    int64_t b99 = bench_percentile(bare, nbare, 99), r99 = bench_percentile(ret, n, 99);
     printf("target ct p99 <= 2 x bare p99: %.3f <= %.3f ms: %s\n", r99 / 1e6, 2 * b99 / 1e6,
            r99 <= 2 * b99 ? "met" : "NOT met");
     PQfinish(admin);

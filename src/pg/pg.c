@@ -29,12 +29,14 @@
 #include "ct/wait.h"
 #include "internal.h"
 
-#define CANCEL_FIRST_RESEND_MS 20    /* no result this long after a cancel: send it again */
-#define CANCEL_MAX_RESEND_MS   500   /* the back-off between re-sends stops growing here */
-#define CANCEL_GIVE_UP_MS      10000 /* still no result: the connection is marked broken */
-#define ABSORB_MS              5000  /* bound on the round trip that absorbs a late cancel */
-#define ABSORB_TRIES           3
-#define RESTORE_MS             5000 /* bound on restoring statement_timeout */
+#define CANCEL_FIRST_RESEND_MS                                                                     \
+    20                             /* no result this long after a cancel (and at least 3 times     \
+                                      what sending it took): send it again */
+#define CANCEL_MAX_RESEND_MS 500   /* the back-off between re-sends stops growing here */
+#define CANCEL_GIVE_UP_MS    10000 /* still no result: the connection is marked broken */
+#define ABSORB_MS            5000  /* bound on the round trip that absorbs a late cancel */
+#define ABSORB_TRIES         3
+#define RESTORE_MS           5000 /* bound on restoring statement_timeout */
 
 static _Thread_local char connect_errmsg[512];
 
@@ -163,12 +165,15 @@ struct call {
     PGresult *res; /* the first error result, or else the last result */
 };
 
-static void send_cancel(ct_pg_t *c)
+/* Send a cancel request; returns how long that took, in ms. */
+static int64_t send_cancel(ct_pg_t *c)
 {
     char err[256];
+    int64_t t0 = ct_now_ms();
     c->cancels++;
     /* A failure to reach the postmaster is not final: the re-send timer tries again. */
     (void) PQcancel(c->cancel, err, sizeof(err));
+    return ct_now_ms() - t0;
 }
 
 static void keep(struct call *k, PGresult *r)
@@ -247,7 +252,13 @@ static int await(ct_pg_t *c, struct call *k)
                 interval =
                     interval * 2 < CANCEL_MAX_RESEND_MS ? interval * 2 : CANCEL_MAX_RESEND_MS;
             }
-            send_cancel(c);
+            /* A loaded server is slow to fork the process that delivers a cancel and slow to
+             * act on it alike: wait at least a few times what sending the request took before
+             * calling it lost, or every slow cancel would be sent twice. */
+            int64_t took = send_cancel(c);
+            if (interval < 3 * took)
+                interval = 3 * took < CANCEL_MAX_RESEND_MS ? 3 * took : CANCEL_MAX_RESEND_MS;
+            now = ct_now_ms();
             resend_at = now + interval < give_up ? now + interval : give_up;
             continue;
         }

@@ -167,3 +167,18 @@ void *ct_test_thread_join(ct_test_thread_t *t)
     free(t);
     return ret;
 }
+
+const char *ct_test_pg_conninfo(void)
+{
+    static char buf[512];
+    const char *path = getenv("CT_TEST_PG_FILE");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f)
+        fail_msg("no test PostgreSQL server: CT_TEST_PG_FILE=%s", path ? path : "(unset)");
+    bool ok = fgets(buf, sizeof(buf), f) != NULL;
+    fclose(f);
+    if (!ok)
+        fail_msg("empty conninfo file %s", path);
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf;
+}

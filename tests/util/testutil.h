@@ -87,4 +87,9 @@ typedef struct ct_test_thread ct_test_thread_t;
 ct_test_thread_t *ct_test_thread_start(void *(*fn)(void *), void *arg);
 void *ct_test_thread_join(ct_test_thread_t *t);
 
+/* The libpq conninfo of the test PostgreSQL server (scripts/pg-test.sh), read from the file that
+ * CT_TEST_PG_FILE names: tests registered with ct_tests_require_pg() in tests/CMakeLists.txt
+ * get it. Fails the test when there is none. */
+const char *ct_test_pg_conninfo(void);
+
 #endif

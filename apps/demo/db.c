@@ -9,14 +9,17 @@
 #include <string.h>
 
 #include "ct/chan.h"
+#include "ct/pg.h"
 #include "ct/sqlite.h"
+#include "ct/time.h"
 #include "demo.h"
 
 struct demo_db {
     bool pg;
     int nconns;
-    ct_chan_t *idle; /* the connections nobody uses: acquiring one waits with the token */
+    ct_chan_t *idle; /* SQLite: the connections nobody uses; acquiring one waits on the token */
     ct_sqlite_t *lite[64];
+    ct_pg_pool_t *pool; /* PostgreSQL: ct-pg's pool (cancellable acquire, reset, health check) */
 };
 
 bool demo_db_is_pg(const struct demo_db *db)
@@ -123,6 +126,61 @@ static void lite_close(struct demo_db *db)
     ct_chan_free(db->idle);
 }
 
+/* ---- PostgreSQL: ct-pg's pool ----------------------------------------------------------------
+ * A fired token cancels the statement on the server (re-sent if the cancel is lost) and the
+ * connection is drained before the pool hands it out again. */
+
+static int pg_open(struct demo_db *db, const char *url)
+{
+    ct_pg_pool_options_t o = {.max_size = db->nconns};
+    int rc = ct_pg_pool_new(&db->pool, url, &o);
+    ct_pg_t *c;
+    if (rc == 0 && (rc = ct_pg_pool_acquire(db->pool, &c, NULL, ct_deadline_after(10000))) == 0)
+        ct_pg_pool_release(db->pool, c); /* fail now, not at the first request */
+    if (rc < 0)
+        demo_log("cannot connect to PostgreSQL: %s", ct_strerror(rc));
+    return rc;
+}
+
+static int pg_query(struct demo_db *db, const ct_token_t *tok, const char *sql, int nparams,
+                    const char *const *params, demo_row_fn row, void *arg)
+{
+    ct_pg_t *c;
+    PGresult *res;
+    int rc = ct_pg_pool_acquire(db->pool, &c, tok, -1);
+    if (rc < 0)
+        return rc;
+    if ((rc = ct_pg_query(c, &res, sql, nparams, params, tok, NULL)) < 0) {
+        if (rc == -EIO)
+            demo_log("SQL error: %s", ct_pg_errmsg(c));
+        ct_pg_pool_release(db->pool, c);
+        return rc;
+    }
+    int rows = PQntuples(res), n = PQnfields(res) < 32 ? PQnfields(res) : 32;
+    for (int r = 0; r < rows && rc >= 0 && row; r++) {
+        const char *cols[32];
+        for (int i = 0; i < n; i++)
+            cols[i] = PQgetisnull(res, r, i) ? NULL : PQgetvalue(res, r, i);
+        rc = row(arg, n, cols);
+    }
+    PQclear(res);
+    ct_pg_pool_release(db->pool, c);
+    return rc < 0 ? rc : rows;
+}
+
+static int pg_script(struct demo_db *db, const ct_token_t *tok, const char *sql)
+{
+    ct_pg_t *c;
+    int rc = ct_pg_pool_acquire(db->pool, &c, tok, -1);
+    if (rc < 0)
+        return rc;
+    /* One simple-protocol message: its statements run as one transaction. */
+    if ((rc = ct_pg_exec(c, sql, tok)) == -EIO)
+        demo_log("SQL error: %s", ct_pg_errmsg(c));
+    ct_pg_pool_release(db->pool, c);
+    return rc;
+}
+
 /* ---- the interface -------------------------------------------------------------------------- */
 
 static bool is_pg_url(const char *url)
@@ -139,7 +197,7 @@ int demo_db_open(struct demo_db **out, const char *url, int conns)
         return -ENOMEM;
     db->nconns = conns;
     db->pg = is_pg_url(url);
-    int rc = db->pg ? -ENOTSUP : lite_open(db, url);
+    int rc = db->pg ? pg_open(db, url) : lite_open(db, url);
     if (rc < 0) {
         demo_db_close(db);
         return rc;
@@ -152,7 +210,9 @@ void demo_db_close(struct demo_db *db)
 {
     if (!db)
         return;
-    if (!db->pg)
+    if (db->pg)
+        ct_pg_pool_free(db->pool);
+    else
         lite_close(db);
     free(db);
 }
@@ -162,12 +222,13 @@ int demo_db_query(struct demo_db *db, const ct_token_t *tok, const char *sql, in
 {
     if (!db || !sql || nparams < 0 || (nparams > 0 && !params))
         return -EINVAL;
-    return lite_query(db, tok, sql, nparams, params, row, arg);
+    return db->pg ? pg_query(db, tok, sql, nparams, params, row, arg)
+                  : lite_query(db, tok, sql, nparams, params, row, arg);
 }
 
 int demo_db_script(struct demo_db *db, const ct_token_t *tok, const char *sql)
 {
     if (!db || !sql)
         return -EINVAL;
-    return lite_script(db, tok, sql);
+    return db->pg ? pg_script(db, tok, sql) : lite_script(db, tok, sql);
 }

@@ -139,7 +139,8 @@ int demo_repo_forecasts(struct demo_db *db, const ct_token_t *tok, int64_t days,
     static const char sql[] =
         "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g\n"
         "                        WHERE i < CAST($3 AS INTEGER))\n"
-        "SELECT w.date, w.temperature_c + (SELECT CAST(sum((i * 7919 + w.id) % 11) AS INTEGER)\n"
+        "SELECT w.date, w.temperature_c + (SELECT CAST(sum(((i % 9973) * 7919 + w.id) % 11) AS "
+        "INTEGER)\n"
         "                                  FROM g) / CAST($3 AS INTEGER) - 5, w.summary\n"
         "FROM weather_data w WHERE w.date >= $1 ORDER BY w.date LIMIT CAST($2 AS INTEGER)";
     char today[16], ndays[24], nruns[24];

@@ -66,7 +66,7 @@ static struct demo *demo_start_with(const char *const *extra)
     return d;
 }
 
-static struct demo *demo_start(void)
+static inline struct demo *demo_start(void)
 {
     return demo_start_with(NULL);
 }

@@ -14,12 +14,13 @@ static char out[1 << 17];
 static struct demo *start(void)
 {
 #ifdef CT_TEST_DEMO_PG
-    static char url[512];
-    FILE *f = fopen(getenv("CT_TEST_PG_FILE"), "r");
-    assert_non_null(f);
-    assert_non_null(fgets(url, sizeof(url), f));
-    fclose(f);
-    url[strcspn(url, "\n")] = '\0';
+    /* The test server's "host=... port=... user=... dbname=..." as the URL users pass. */
+    static char url[256];
+    char host[64], user[64], dbname[64];
+    int port;
+    assert_int_equal(4, sscanf(ct_test_pg_conninfo(), "host=%63s port=%d user=%63s dbname=%63s",
+                               host, &port, user, dbname));
+    snprintf(url, sizeof(url), "postgresql://%s@%s:%d/%s", user, host, port, dbname);
     const char *extra[] = {"--db", url, NULL};
     return demo_start_with(extra);
 #else
@@ -47,8 +48,10 @@ static void test_products_come_from_the_database_file(void **state)
     assert_non_null(strstr(out, "{\"id\":1,\"name\":\"Compact Lamp 1\",\"priceCents\":"));
     assert_non_null(strstr(out, "{\"id\":50,"));
     assert_null(strstr(out, "{\"id\":51,"));
+#ifdef CT_TEST_DEMO_PG
+    assert_true(logged(d, "database PostgreSQL"));
+#else
     assert_true(logged(d, "created the demo data"));
-#ifndef CT_TEST_DEMO_PG
     char path[128];
     snprintf(path, sizeof(path), "%s/ct-demo.db", d->dir);
     assert_int_equal(0, access(path, R_OK));

@@ -5,13 +5,14 @@
 #   make test-asan / make test-tsan     the suite under ASan+UBSan / TSan (clang), own build dirs
 #   make bench    benchmarks, side by side with their peers (see docs/BENCHMARKS.md)
 #   make bench-http   ct-http against nginx and Go's net/http (bench/http/run.sh, ~25 min)
+#   make bench-db     client abort -> query stopped through ct-demo, SQLite and PostgreSQL
 #   make fuzz     the request parser under libFuzzer for FUZZ_SECONDS (default 60), clang
 #   make format   clang-format every C file
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 CTEST = ctest --output-on-failure -j$(JOBS) --no-tests=error
 
-.PHONY: all build deps run test test-asan test-tsan bench bench-http fuzz format clean
+.PHONY: all build deps run test test-asan test-tsan bench bench-http bench-db fuzz format clean
 
 all: build
 
@@ -59,6 +60,14 @@ bench-http:
 	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
 	cmake --build build-bench -j$(JOBS)
 	bench/http/run.sh $(BENCH_HTTP_ARGS)
+
+# ct-demo's layered endpoint on SQLite, then on a throw-away PostgreSQL: client abort -> query
+# stopped. BENCH_DB_ARGS: e.g. --n 1000 --conc 8.
+bench-db:
+	@scripts/deps.sh bench
+	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	cmake --build build-bench -j$(JOBS)
+	bench/http/db_abort.sh $(BENCH_DB_ARGS)
 
 # The seed corpus is copied to a scratch directory, so the inputs the fuzzer adds never land in
 # the repository; a crashing input is written to build-fuzz/ (crash-*), and running the target

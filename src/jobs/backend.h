@@ -41,9 +41,9 @@ enum ct__jobs_outcome {
 
 struct ct__jobs_backend;
 struct ct__jobs_backend_ops {
-    /* Add a job due at run_at. Returns 0 and *id; -ENOMEM; -EBUSY; -EIO. */
+    /* Add a job enqueued at `now`, due at run_at. Returns 0 and *id; -ENOMEM; -EBUSY; -EIO. */
     int (*enqueue)(struct ct__jobs_backend *be, const char *kind, const char *payload,
-                   int max_attempts, int64_t run_at, int64_t *id);
+                   int max_attempts, int64_t now, int64_t run_at, int64_t *id);
     /* Claim one due job (pending or requeued and due, or running with an expired lease) for
      * `worker` with a lease of lease_ms. Waits for one until `tok` fires or `deadline`.
      * Returns 0 and *c; -ETIMEDOUT; -ECANCELED; other negative errno. */

@@ -450,10 +450,10 @@ int ct_jobs_enqueue(ct_jobs_t *q, const char *kind, const char *payload, const c
         return -EINVAL;
     if (__atomic_load_n(&q->stopping_flag, __ATOMIC_ACQUIRE) || ct_token_canceled(q->stopping))
         return -ESHUTDOWN;
-    int64_t dummy;
+    int64_t dummy, now = ct__jobs_wall_ms();
     return q->be->ops->enqueue(q->be, kind, payload,
-                               jo.max_attempts ? jo.max_attempts : q->o.max_attempts,
-                               ct__jobs_wall_ms() + jo.delay_ms, id ? id : &dummy);
+                               jo.max_attempts ? jo.max_attempts : q->o.max_attempts, now,
+                               now + jo.delay_ms, id ? id : &dummy);
 }
 
 int ct_jobs_get(ct_jobs_t *q, int64_t id, ct_job_info_t *out)

@@ -62,7 +62,7 @@ static int schedule(struct mem *m, int64_t id, int64_t run_at)
 }
 
 static int mem_enqueue(struct ct__jobs_backend *be, const char *kind, const char *payload,
-                       int max_attempts, int64_t run_at, int64_t *id)
+                       int max_attempts, int64_t now, int64_t run_at, int64_t *id)
 {
     struct mem *m = M(be);
     char *k = ct__jobs_strdup(kind), *p = ct__jobs_strdup(payload);
@@ -83,7 +83,6 @@ static int mem_enqueue(struct ct__jobs_backend *be, const char *kind, const char
         m->recs = n;
         m->cap = cap;
     }
-    int64_t now = ct__jobs_wall_ms();
     m->recs[m->n] = (struct rec){.kind = k,
                                  .payload = p,
                                  .status = CT_JOB_PENDING,

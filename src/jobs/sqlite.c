@@ -151,7 +151,7 @@ static int end(struct sq *s, int rc)
 }
 
 static int sq_enqueue(struct ct__jobs_backend *be, const char *kind, const char *payload,
-                      int max_attempts, int64_t run_at, int64_t *id)
+                      int max_attempts, int64_t now, int64_t run_at, int64_t *id)
 {
     struct sq *s = S(be);
     int rc = lock(s, NULL);
@@ -162,7 +162,7 @@ static int sq_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
     sqlite3_bind_text(st, 2, payload, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, max_attempts);
     sqlite3_bind_int64(st, 4, run_at);
-    sqlite3_bind_int64(st, 5, ct__jobs_wall_ms());
+    sqlite3_bind_int64(st, 5, now);
     rc = run(s, S_ENQUEUE, NULL);
     if (rc == 0)
         *id = sqlite3_last_insert_rowid(ct_sqlite_handle(s->db));

@@ -49,6 +49,7 @@ bench:
 	./build-bench/bench/bench_chan
 	./build-bench/bench/bench_http_parser
 	./build-bench/bench/bench_sqlite
+	./build-bench/bench/bench_jobs
 
 # ct-demo against nginx and Go's net/http on 127.0.0.1: abort storm, throughput, scale.
 # BENCH_HTTP_ARGS: e.g. --quick, or --only storm|throughput|scale.

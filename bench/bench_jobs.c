@@ -136,7 +136,8 @@ static void throughput_sqlite_peer(const char *path, int n)
     sqlite3 *db;
     sqlite3_open(path, &db);
     exec_sql(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                 "CREATE TABLE q (id INTEGER PRIMARY KEY, payload TEXT, status INT, lease INT)");
+                 "CREATE TABLE q (id INTEGER PRIMARY KEY, payload TEXT, status INT, lease INT);"
+                 "CREATE INDEX q_pending ON q (id) WHERE status = 0");
     sqlite3_stmt *ins, *claim, *done;
     sqlite3_prepare_v2(db, "INSERT INTO q (payload, status) VALUES ('', 0)", -1, &ins, NULL);
     sqlite3_prepare_v2(db,

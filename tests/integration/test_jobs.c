@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "ct/jobs.h"
 #include "ct/wait.h"
 #include "testutil.h"
@@ -53,6 +55,16 @@ static int handler(void *arg, const ct_job_t *job, const ct_token_t *tok)
             snprintf(g.last_detail, sizeof(g.last_detail), "%s", ct_token_detail(tok));
             pthread_mutex_unlock(&g.mu);
         }
+    } else if (strcmp(job->kind, "late") == 0) {
+        /* Waits like "block", but finishes anyway once its token fired: a late completion. */
+        ct_sem_post(&g.started);
+        if (ct_sem_wait(&g.release, tok, -1) == -ECANCELED) {
+            pthread_mutex_lock(&g.mu);
+            g.last_reason = ct_token_reason(tok);
+            snprintf(g.last_detail, sizeof(g.last_detail), "%s", ct_token_detail(tok));
+            pthread_mutex_unlock(&g.mu);
+        }
+        rc = 0;
     } else if (strcmp(job->kind, "fail") == 0) {
         rc = -EIO;
     } else if (strcmp(job->kind, "flaky") == 0) {
@@ -394,6 +406,44 @@ static void test_sqlite_bad_arguments_are_einval(void **state)
     bad_arguments_are_einval(CT_JOBS_SQLITE);
 }
 
+/* A worker that lost its lease (here: the row is changed under it as another worker's claim
+ * would, with attempt 7 and lease token 4242) sees its job's token fire with "lease lost" at the
+ * next heartbeat, and its late completion changes nothing: the row stays the other worker's.
+ * Without the conditional finish the row would say completed. */
+static int lease_detail_is(const char *want)
+{
+    pthread_mutex_lock(&g.mu);
+    int same = strcmp(g.last_detail, want) == 0;
+    pthread_mutex_unlock(&g.mu);
+    return same;
+}
+
+static void test_sqlite_worker_that_lost_its_lease_is_canceled_and_changes_nothing(void **state)
+{
+    (void) state;
+    ct_jobs_t *q =
+        open_q(CT_JOBS_SQLITE, 1, &(ct_jobs_options_t){.lease_ms = 60000, .heartbeat_ms = 50});
+    assert_int_equal(0, ct_jobs_start(q, NULL));
+    int64_t id;
+    assert_int_equal(0, ct_jobs_enqueue(q, "late", "", NULL, &id));
+    assert_int_equal(0, ct_sem_wait(&g.started, NULL, ct_deadline_after(5000)));
+    sqlite3 *db;
+    assert_int_equal(SQLITE_OK, sqlite3_open(path, &db));
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(SQLITE_OK, sqlite3_exec(db,
+                                             "UPDATE ct_jobs SET attempts = 7, lease_token = 4242,"
+                                             " lease_owner = 'other' WHERE status = 1",
+                                             NULL, NULL, NULL));
+    assert_true(CT_WAIT_FOR(lease_detail_is("lease lost"), 3000));
+    assert_int_equal(CT_CANCELED, g.last_reason);
+    assert_int_equal(0, ct_jobs_stop(q, NULL)); /* the late completion has been attempted */
+    ct_job_info_t i = info(q, id);
+    assert_int_equal(CT_JOB_RUNNING, i.status);
+    assert_int_equal(7, i.attempts);
+    sqlite3_close(db);
+    ct_jobs_free(q);
+}
+
 /* ---- ct_every -------------------------------------------------------------------------------- */
 
 struct tick {
@@ -466,6 +516,9 @@ CT_TEST_MAIN(BOTH_TESTS(enqueued_job_completes_with_timestamps),
              BOTH_TESTS(delayed_job_waits_for_its_delay),
              BOTH_TESTS(shutdown_puts_running_job_back_and_refuses_enqueue),
              BOTH_TESTS(bad_arguments_are_einval),
+             cmocka_unit_test_setup_teardown(
+                 test_sqlite_worker_that_lost_its_lease_is_canceled_and_changes_nothing, setup,
+                 teardown),
              cmocka_unit_test(test_every_runs_until_the_token_fires),
              cmocka_unit_test(test_every_stops_during_its_delay),
              cmocka_unit_test(test_every_ends_with_the_body_error_and_checks_arguments))

@@ -145,8 +145,9 @@ static void *signal_main(void *arg)
         if (n != (ssize_t) sizeof(si))
             continue; /* EAGAIN: another reader, or a spurious wake-up */
         const char *name = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
-        if (ct_source_cancel(h->stopping, CT_SHUTDOWN, name) == 1) {
-            hlog(h, "%s received: stopping", name);
+        if (!ct_token_canceled(ct_source_token(h->stopping))) {
+            hlog(h, "%s received: stopping", name); /* before the token wakes everyone */
+            ct_source_cancel(h->stopping, CT_SHUTDOWN, name);
         } else {
             /* The operator asked twice: do not make them wait for the shutdown timeout. */
             hlog(h, "second signal (%s) during shutdown: exiting now with status %d", name,

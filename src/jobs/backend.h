@@ -36,7 +36,7 @@ enum ct__jobs_outcome {
     CT__JOB_FAIL = 1,   /* -> failed (no attempts left) */
     CT__JOB_CANCEL = 2, /* -> canceled (canceled by id while running) */
     CT__JOB_RETRY = 3,  /* -> requeued, runs again at run_at */
-    CT__JOB_RELEASE = 4 /* -> pending now, and this attempt does not count (shutdown) */
+    CT__JOB_RELEASE = 4 /* -> pending, due at once in its old place; the attempt does not count */
 };
 
 struct ct__jobs_backend;

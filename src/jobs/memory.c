@@ -224,8 +224,8 @@ static int mem_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *
     case CT__JOB_RELEASE:
         r->status = outcome == CT__JOB_RETRY ? CT_JOB_REQUEUED : CT_JOB_PENDING;
         if (outcome == CT__JOB_RELEASE) {
-            r->attempts--; /* shutdown interrupted it: the attempt does not count */
-            run_at = now;
+            r->attempts--;      /* shutdown interrupted it: the attempt does not count */
+            run_at = r->run_at; /* and it keeps its place: it was due already */
         }
         r->run_at = run_at;
         rc = schedule(m, c->id, run_at);

@@ -300,8 +300,6 @@ static int sq_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *c
     sqlite3_bind_int64(st, 2, final ? now : 0);
     if (outcome == CT__JOB_RETRY)
         sqlite3_bind_int64(st, 3, run_at);
-    else if (outcome == CT__JOB_RELEASE)
-        sqlite3_bind_int64(st, 3, now);
     else
         sqlite3_bind_null(st, 3);
     if (error && outcome != CT__JOB_RELEASE)

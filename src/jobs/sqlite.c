@@ -51,6 +51,7 @@ enum {
     S_CANCEL_RUNNING,
     S_GET,
     S_NEXT_DUE,
+    S_PEEK,
     S_COUNT
 };
 
@@ -86,6 +87,10 @@ static const char *const sql[S_COUNT] = {
     [S_GET] = "SELECT status, attempts, max_attempts, enqueued_at, started_at, finished_at,"
               " run_at, cancel_requested, kind, last_error FROM ct_jobs WHERE id = ?1",
     [S_NEXT_DUE] = "SELECT min(run_at) FROM ct_jobs WHERE status IN (0, 5)",
+    /* Is there anything to claim? A read, so that idle workers polling the file do not take
+     * the write lock every poll_ms. */
+    [S_PEEK] = "SELECT EXISTS (SELECT 1 FROM ct_jobs WHERE status IN (0, 5) AND run_at <= ?1)"
+               " OR EXISTS (SELECT 1 FROM ct_jobs WHERE status = 1 AND lease_expires < ?1)",
 };
 
 struct sq {
@@ -173,14 +178,37 @@ static int sq_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
     return rc;
 }
 
+/* The earliest run_at of a job waiting for its time, in *next_due (-1 none).
+ * Returns -EAGAIN (nothing to claim now) or a negative errno. */
+static int next_due_of(struct sq *s, const ct_token_t *tok, int64_t *next_due)
+{
+    *next_due = -1;
+    int rc = ct_sqlite_step(s->db, s->st[S_NEXT_DUE], tok);
+    if (rc == 1) {
+        if (sqlite3_column_type(s->st[S_NEXT_DUE], 0) != SQLITE_NULL)
+            *next_due = sqlite3_column_int64(s->st[S_NEXT_DUE], 0);
+        rc = run(s, S_NEXT_DUE, tok);
+    }
+    return rc < 0 ? rc : -EAGAIN;
+}
+
 /* One claim transaction. Returns 0 and *c; -EAGAIN nothing due; *next_due the earliest run_at of
  * a waiting job (-1 none); other negative errno. Called holding the connection. */
 static int try_claim(struct sq *s, const char *worker, int64_t lease_ms, struct ct__jobs_claim *c,
                      const ct_token_t *tok, int64_t *next_due)
 {
     int64_t now = ct__jobs_wall_ms();
-    int rc = begin(s, tok);
+    sqlite3_bind_int64(s->st[S_PEEK], 1, now);
+    int rc = ct_sqlite_step(s->db, s->st[S_PEEK], tok);
+    if (rc == 1) {
+        int any = sqlite3_column_int(s->st[S_PEEK], 0);
+        rc = run(s, S_PEEK, tok);
+        if (rc == 0 && !any)
+            return next_due_of(s, tok, next_due);
+    }
     if (rc < 0)
+        return rc;
+    if ((rc = begin(s, tok)) < 0)
         return rc;
     sqlite3_bind_int64(s->st[S_EXPIRE], 1, now);
     if ((rc = run(s, S_EXPIRE, tok)) < 0)
@@ -205,20 +233,12 @@ static int try_claim(struct sq *s, const char *worker, int64_t lease_ms, struct 
         rc = run(s, S_CLAIM, tok); /* to the end of the statement */
         if (rc == 0 && (!c->kind || !c->payload))
             rc = -ENOMEM;
-        if (rc < 0)
+        if ((rc = end(s, rc)) < 0) /* rolled back: the job was not claimed */
             ct__jobs_claim_clear(c);
-        return end(s, rc);
+        return rc;
     }
-    if (rc < 0)
-        return end(s, rc);
-    *next_due = -1;
-    if ((rc = ct_sqlite_step(s->db, s->st[S_NEXT_DUE], tok)) == 1) {
-        if (sqlite3_column_type(s->st[S_NEXT_DUE], 0) != SQLITE_NULL)
-            *next_due = sqlite3_column_int64(s->st[S_NEXT_DUE], 0);
-        rc = run(s, S_NEXT_DUE, tok);
-    }
-    rc = end(s, rc);
-    return rc < 0 ? rc : -EAGAIN;
+    rc = end(s, rc); /* nothing was claimed (a due job went to another process) */
+    return rc < 0 ? rc : next_due_of(s, tok, next_due);
 }
 
 static int sq_claim(struct ct__jobs_backend *be, const char *worker, int64_t lease_ms,

@@ -409,7 +409,7 @@ static void test_sqlite_bad_arguments_are_einval(void **state)
 /* A worker that lost its lease (here: the row is changed under it as another worker's claim
  * would, with attempt 7 and lease token 4242) sees its job's token fire with "lease lost" at the
  * next heartbeat, and its late completion changes nothing: the row stays the other worker's.
- * Without the conditional finish the row would say completed. */
+ * Checked: with the lease condition removed from the finish UPDATE, this fails (completed). */
 static int lease_detail_is(const char *want)
 {
     pthread_mutex_lock(&g.mu);

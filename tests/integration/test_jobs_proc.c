@@ -75,7 +75,8 @@ static char *fmt(char *buf, size_t n, const char *key, long long v)
 /* SIGTERM while 10 jobs run: every job's token fires, the process exits well within the shutdown
  * timeout, an enqueue during the shutdown gets -ESHUTDOWN, and no job is lost: all 10 are
  * pending again with the interrupted attempt not counted. A second process then completes each
- * of them on its first counted attempt. */
+ * of them on its first counted attempt. Checked: with the release not giving the attempt back,
+ * this fails (attempts 1 after the SIGTERM). */
 static void test_sigterm_with_ten_jobs_running_loses_none_restart_completes_them(void **state)
 {
     (void) state;
@@ -127,7 +128,8 @@ static void test_sigterm_with_ten_jobs_running_loses_none_restart_completes_them
  * A second process polling the file every 50 ms must not take it while the lease holds (checked
  * at half the lease after the kill), and takes it as attempt 2 once the lease has expired. The
  * same second process ran beside the first one before the kill: a healthy heartbeat kept it
- * from taking the job then too. */
+ * from taking the job then too. Checked: with the claim ignoring lease_expires, this fails (the
+ * second process takes the job at once). */
 static void test_sigkill_mid_job_is_recovered_after_the_lease_expires_and_not_before(void **state)
 {
     (void) state;
@@ -217,7 +219,8 @@ static void test_two_processes_never_run_the_same_job_attempt_twice(void **state
 }
 
 /* A long job (three leases long) with a healthy heartbeat, and a second process polling the
- * file all along: it runs once, on attempt 1, and completes. */
+ * file all along: it runs once, on attempt 1, and completes. Checked: with the claim ignoring
+ * lease_expires, the two processes take it from each other and it never completes. */
 static void test_long_job_with_healthy_heartbeat_runs_once(void **state)
 {
     (void) state;

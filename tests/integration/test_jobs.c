@@ -444,6 +444,34 @@ static void test_sqlite_worker_that_lost_its_lease_is_canceled_and_changes_nothi
     ct_jobs_free(q);
 }
 
+/* Out of memory: every allocation of creating a memory queue, starting it, enqueueing, reading,
+ * canceling and stopping is failed in turn; each failing run returns -ENOMEM and leaks nothing. */
+static int oom_scenario(void *arg)
+{
+    (void) arg;
+    ct_jobs_t *q;
+    int rc = ct_jobs_new(
+        &q, &(ct_jobs_options_t){.backend = CT_JOBS_MEMORY, .handler = handler, .workers = 1});
+    if (rc < 0)
+        return rc;
+    int64_t a = 0, b = 0;
+    ct_job_info_t i;
+    if ((rc = ct_jobs_enqueue(q, "ok", "payload", NULL, &a)) < 0 ||
+        (rc = ct_jobs_enqueue(q, "ok", "later", &(ct_job_options_t){.delay_ms = 60000}, &b)) < 0 ||
+        (rc = ct_jobs_get(q, a, &i)) < 0 || (rc = ct_jobs_cancel(q, b)) < 0)
+        goto out;
+    rc = ct_jobs_start(q, NULL);
+out:
+    ct_jobs_free(q);
+    return rc;
+}
+
+static void test_memory_every_allocation_failure_returns_enomem_and_leaks_nothing(void **state)
+{
+    (void) state;
+    assert_true(ct_test_alloc_torture(oom_scenario, NULL, NULL) > 5);
+}
+
 /* ---- ct_every -------------------------------------------------------------------------------- */
 
 struct tick {
@@ -508,17 +536,18 @@ static void test_every_ends_with_the_body_error_and_checks_arguments(void **stat
     cmocka_unit_test_setup_teardown(test_memory_##name, setup, teardown),                          \
         cmocka_unit_test_setup_teardown(test_sqlite_##name, setup, teardown)
 
-CT_TEST_MAIN(BOTH_TESTS(enqueued_job_completes_with_timestamps),
-             BOTH_TESTS(workers_run_jobs_concurrently), BOTH_TESTS(canceled_pending_job_never_runs),
-             BOTH_TESTS(canceled_running_job_sees_its_token_fire),
-             BOTH_TESTS(failing_job_is_retried_with_backoff_then_failed),
-             BOTH_TESTS(flaky_job_completes_on_its_second_attempt),
-             BOTH_TESTS(delayed_job_waits_for_its_delay),
-             BOTH_TESTS(shutdown_puts_running_job_back_and_refuses_enqueue),
-             BOTH_TESTS(bad_arguments_are_einval),
-             cmocka_unit_test_setup_teardown(
-                 test_sqlite_worker_that_lost_its_lease_is_canceled_and_changes_nothing, setup,
-                 teardown),
-             cmocka_unit_test(test_every_runs_until_the_token_fires),
-             cmocka_unit_test(test_every_stops_during_its_delay),
-             cmocka_unit_test(test_every_ends_with_the_body_error_and_checks_arguments))
+CT_TEST_MAIN(
+    BOTH_TESTS(enqueued_job_completes_with_timestamps), BOTH_TESTS(workers_run_jobs_concurrently),
+    BOTH_TESTS(canceled_pending_job_never_runs),
+    BOTH_TESTS(canceled_running_job_sees_its_token_fire),
+    BOTH_TESTS(failing_job_is_retried_with_backoff_then_failed),
+    BOTH_TESTS(flaky_job_completes_on_its_second_attempt),
+    BOTH_TESTS(delayed_job_waits_for_its_delay),
+    BOTH_TESTS(shutdown_puts_running_job_back_and_refuses_enqueue),
+    BOTH_TESTS(bad_arguments_are_einval),
+    cmocka_unit_test_setup_teardown(
+        test_sqlite_worker_that_lost_its_lease_is_canceled_and_changes_nothing, setup, teardown),
+    cmocka_unit_test(test_memory_every_allocation_failure_returns_enomem_and_leaks_nothing),
+    cmocka_unit_test(test_every_runs_until_the_token_fires),
+    cmocka_unit_test(test_every_stops_during_its_delay),
+    cmocka_unit_test(test_every_ends_with_the_body_error_and_checks_arguments))

@@ -208,6 +208,36 @@ static void test_stop_fires_the_token_with_its_detail_and_run_returns_zero(void 
     ct_host_free(host);
 }
 
+/* Out of memory: every allocation of creating a host and registering services is failed in
+ * turn; each failing run returns -ENOMEM and leaks nothing. */
+static int quick_run(void *arg, const ct_token_t *stopping)
+{
+    (void) arg;
+    (void) stopping;
+    return 0;
+}
+
+static int oom_scenario(void *arg)
+{
+    (void) arg;
+    ct_host_t *host;
+    int rc = ct_host_new(&host, &(ct_host_options_t){.no_signals = 1});
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < 10 && rc == 0; i++) /* past the first growth of the service list */
+        rc = ct_host_add(host, &(ct_host_service_t){.name = "plain"});
+    if (rc == 0)
+        rc = ct_host_add_background(host, "bg", quick_run, NULL);
+    ct_host_free(host);
+    return rc;
+}
+
+static void test_every_allocation_failure_returns_enomem_and_leaks_nothing(void **state)
+{
+    (void) state;
+    assert_true(ct_test_alloc_torture(oom_scenario, NULL, NULL) > 5);
+}
+
 static void test_bad_arguments_are_einval(void **state)
 {
     (void) state;
@@ -237,4 +267,5 @@ CT_TEST_MAIN(
     cmocka_unit_test(test_notify_socket_abstract_receives_ready_then_stopping),
     cmocka_unit_test(test_notify_socket_path_receives_ready_then_stopping),
     cmocka_unit_test(test_stop_fires_the_token_with_its_detail_and_run_returns_zero),
+    cmocka_unit_test(test_every_allocation_failure_returns_enomem_and_leaks_nothing),
     cmocka_unit_test(test_bad_arguments_are_einval))

@@ -390,7 +390,11 @@ int ct_jobs_stop(ct_jobs_t *q, const ct_token_t *tok)
     __atomic_store_n(&q->stopping_flag, 1, __ATOMIC_RELEASE);
     if (!q->started || q->stop_done)
         return 0;
-    ct_source_cancel(q->stop_src, CT_SHUTDOWN, "jobs stopping");
+    /* When the host is stopping, say why in its words: the host's own cancel may still be
+     * running the callbacks on its token (newest first, so the host's wake-up can run before
+     * our link), and whichever reaches the jobs' token first gives it its detail. */
+    const char *why = ct_token_canceled(q->stopping) ? ct_token_detail(q->stopping) : NULL;
+    ct_source_cancel(q->stop_src, CT_SHUTDOWN, why ? why : "jobs stopping");
     while (q->joined < q->nstarted) {
         int rc = ct_sem_wait(&q->exited, tok, -1);
         if (rc < 0)

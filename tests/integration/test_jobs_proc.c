@@ -99,6 +99,8 @@ static void test_sigterm_with_ten_jobs_running_loses_none_restart_completes_them
     assert_true(WIFEXITED(st));
     assert_int_equal(0, WEXITSTATUS(st));
     assert_true(took < 5000); /* the shutdown timeout: nothing was abandoned */
+    if (proc_count(&p, "reason=shutdown detail=SIGTERM") != 10)
+        fprintf(stderr, "output:\n%s\n", p.buf);
     assert_int_equal(10, proc_count(&p, "reason=shutdown detail=SIGTERM"));
     char want[64];
     snprintf(want, sizeof(want), "enqueue during shutdown rc=%d", -ESHUTDOWN);

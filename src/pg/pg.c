@@ -167,6 +167,7 @@ struct call {
     bool canceled; /* we sent at least one cancel request */
     int why;       /* -ECANCELED or -ETIMEDOUT: what made us send it */
     bool copy;     /* the command started a COPY, which ct does not drive */
+    bool copy_out; /* in COPY TO STDOUT: rows to read and drop */
     PGresult *res; /* the first error result, or else the last result */
 };
 
@@ -228,13 +229,29 @@ static int await(ct_pg_t *c, struct call *k)
                 flushed = false;
                 continue;
             }
-            if (s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
-                /* Reading the copy stream is the caller's business; ct cannot finish it. */
+            if (s == PGRES_COPY_BOTH) {
+                /* Replication streams never end on their own: give up on the connection. */
                 PQclear(r);
-                k->copy = true;
                 c->broken = true;
-                set_err(c, "", "COPY TO STDOUT is not supported by ct_pg_query");
+                set_err(c, "", "COPY BOTH is not supported by ct_pg_query");
                 return -ECONNRESET;
+            }
+            if (s == PGRES_COPY_OUT) {
+                PQclear(r);
+                k->copy = k->copy_out = true;
+            }
+            if (k->copy_out) {
+                /* Read the rows of COPY TO STDOUT and drop them, so the command can end. */
+                char *buf;
+                int n;
+                while ((n = PQgetCopyData(c->conn, &buf, 1)) > 0)
+                    PQfreemem(buf);
+                if (n == -2)
+                    return lost(c);
+                if (n == 0)
+                    break; /* more to come: wait for it */
+                k->copy_out = false;
+                continue;
             }
             keep(k, r);
         }

@@ -125,8 +125,10 @@ int main(int argc, char **argv)
     int n = argc > 2 && strcmp(argv[2], "--quick") == 0 ? 100 : 1000;
     srand(42);
     int64_t *bare = calloc((size_t) n, sizeof(*bare)), *ret = calloc((size_t) n, sizeof(*ret)),
-            *idle = calloc((size_t) n, sizeof(*idle));
-    if (!bare || !ret || !idle)
+            *idle = calloc((size_t) n, sizeof(*idle)),
+            *steady = calloc((size_t) n, sizeof(*steady));
+    int nsteady = 0;
+    if (!bare || !ret || !idle || !steady)
         die("calloc", "out of memory");
 
     PGconn *admin = raw_connect();
@@ -174,6 +176,8 @@ int main(int argc, char **argv)
             PQclear(r);
         }
         ret[i] = back - fired;
+        if (i % CONN_EVERY != 0)
+            steady[nsteady++] = ret[i];
         int polls = 0;
         while (!is_idle(admin, pid) && polls++ < 50000)
             ;
@@ -191,6 +195,7 @@ int main(int argc, char **argv)
     report("a. raw libpq: PQcancel called → error result (cancels not lost)", bare, nbare);
     report("b. ct: token fired → ct_pg_query returned, connection clean", ret, n);
     report("b. ct: token fired → backend idle in pg_stat_activity", idle, n);
+    report("b. ct: token fired → returned, not a connection's first query", steady, nsteady);
     printf("\nraw cancels lost (no result within 1 s, then re-sent): %d; ct cancel requests sent: "
            "%u for %d "
            "aborts (%d re-sent)\n",
@@ -205,5 +210,6 @@ int main(int argc, char **argv)
     free(bare);
     free(ret);
     free(idle);
+    free(steady);
     return left_running || wrong ? 1 : 0;
 }

@@ -85,7 +85,8 @@ typedef struct ct_pg_query_options {
  * Returns: 0 and *res (PGRES_TUPLES_OK or PGRES_COMMAND_OK); -ECANCELED (the server stopped
  * the statement; inside a transaction, the transaction is now aborted: ROLLBACK); -ETIMEDOUT
  * (statement_timeout); -EIO (a server error: ct_pg_sqlstate, ct_pg_errmsg); -ECONNRESET;
- * -EINVAL (NULL arguments, nparams < 0 or > 65535, a negative statement_timeout_ms, COPY);
+ * -EINVAL (NULL arguments, nparams < 0 or > 65535, a negative statement_timeout_ms; COPY,
+ * which ct does not drive: FROM STDIN is ended with an error, TO STDOUT's rows are dropped);
  * -ENOMEM. *res is NULL on failure.
  * Ownership: the caller PQclear()s *res. Thread: the connection's. */
 int ct_pg_query(ct_pg_t *c, PGresult **res, const char *sql, int nparams, const char *const *params,

@@ -6,11 +6,14 @@
  * processed the request, far too long for a callback that may run on an HTTP I/O thread.
  *
  * Two traps shape the rest (docs/pg.md has the measurements):
- *   - A cancel can be lost: the server drops one that arrives while it is still reading the
- *     command (between the messages of the extended protocol, for example). So after sending
- *     one we wait only a short while for the result, and send it again, backing off, until the
- *     result comes. A connection whose statement ignores cancels for CANCEL_GIVE_UP_MS is marked
- *     broken: the pool closes it, which ends the backend's work at its next write.
+ *   - A cancel can be lost. Measured here: every cancel that reaches a backend during the first
+ *     ~45 ms of its first JIT-compiled query (while LLVM is loaded) is swallowed, none with JIT
+ *     off; the server also drops one that arrives while it is reading a command. So after
+ *     sending one we wait only a short while for the result and send it again, at a steady
+ *     pace for the first second (a lost cancel then costs about one interval past the end of
+ *     the deaf window), backing off after that. A connection whose statement ignores cancels
+ *     for CANCEL_GIVE_UP_MS is marked broken: the pool closes it, which ends the backend's work
+ *     at its next write.
  *   - A cancel can land late and stop the *next* statement. PQcancel returns only once the
  *     server has signalled the backend, so when we stop waiting no cancel is on its way any
  *     more; the backend drops a pending one when it next waits for a command, but one that
@@ -29,12 +32,14 @@
 #include "ct/wait.h"
 #include "internal.h"
 
-#define CANCEL_FIRST_RESEND_MS                                                                     \
-    20                             /* no result this long after a cancel (and at least 3 times     \
-                                      what sending it took): send it again */
-#define CANCEL_MAX_RESEND_MS 500   /* the back-off between re-sends stops growing here */
-#define CANCEL_GIVE_UP_MS    10000 /* still no result: the connection is marked broken */
-#define ABSORB_MS            5000  /* bound on the round trip that absorbs a late cancel */
+/* After a cancel, no result within CANCEL_RESEND_MS (or 3 times what sending the cancel took, if
+ * longer): send it again, at that pace for CANCEL_STEADY_MS, then doubling the wait up to
+ * CANCEL_MAX_RESEND_MS. Still no result after CANCEL_GIVE_UP_MS: the connection is broken. */
+#define CANCEL_RESEND_MS     20
+#define CANCEL_STEADY_MS     1000
+#define CANCEL_MAX_RESEND_MS 500
+#define CANCEL_GIVE_UP_MS    10000
+#define ABSORB_MS            5000 /* bound on the round trip that absorbs a late cancel */
 #define ABSORB_TRIES         3
 #define RESTORE_MS           5000 /* bound on restoring statement_timeout */
 
@@ -162,6 +167,7 @@ struct call {
     bool canceled; /* we sent at least one cancel request */
     int why;       /* -ECANCELED or -ETIMEDOUT: what made us send it */
     bool copy;     /* the command started a COPY, which ct does not drive */
+    bool copy_out; /* in COPY TO STDOUT: rows to read and drop */
     PGresult *res; /* the first error result, or else the last result */
 };
 
@@ -202,7 +208,7 @@ static int await(ct_pg_t *c, struct call *k)
 {
     int sock = PQsocket(c->conn);
     bool flushed = false;
-    int64_t resend_at = -1, give_up = -1, interval = CANCEL_FIRST_RESEND_MS;
+    int64_t resend_at = -1, give_up = -1, interval = CANCEL_RESEND_MS, first = -1;
     for (;;) {
         if (!flushed) {
             int f = PQflush(c->conn);
@@ -223,13 +229,29 @@ static int await(ct_pg_t *c, struct call *k)
                 flushed = false;
                 continue;
             }
-            if (s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
-                /* Reading the copy stream is the caller's business; ct cannot finish it. */
+            if (s == PGRES_COPY_BOTH) {
+                /* Replication streams never end on their own: give up on the connection. */
                 PQclear(r);
-                k->copy = true;
                 c->broken = true;
-                set_err(c, "", "COPY TO STDOUT is not supported by ct_pg_query");
+                set_err(c, "", "COPY BOTH is not supported by ct_pg_query");
                 return -ECONNRESET;
+            }
+            if (s == PGRES_COPY_OUT) {
+                PQclear(r);
+                k->copy = k->copy_out = true;
+            }
+            if (k->copy_out) {
+                /* Read the rows of COPY TO STDOUT and drop them, so the command can end. */
+                char *buf;
+                int n;
+                while ((n = PQgetCopyData(c->conn, &buf, 1)) > 0)
+                    PQfreemem(buf);
+                if (n == -2)
+                    return lost(c);
+                if (n == 0)
+                    break; /* more to come: wait for it */
+                k->copy_out = false;
+                continue;
             }
             keep(k, r);
         }
@@ -243,12 +265,13 @@ static int await(ct_pg_t *c, struct call *k)
             if (!k->canceled) {
                 k->canceled = true;
                 k->why = w;
+                first = now;
                 give_up = now + CANCEL_GIVE_UP_MS;
             } else if (now >= give_up) {
                 c->broken = true;
                 set_err(c, "", "the server did not answer the cancel requests");
                 return k->why;
-            } else {
+            } else if (now - first >= CANCEL_STEADY_MS) {
                 interval =
                     interval * 2 < CANCEL_MAX_RESEND_MS ? interval * 2 : CANCEL_MAX_RESEND_MS;
             }

@@ -138,6 +138,9 @@ static void test_bad_arguments_return_einval(void **state)
     assert_int_equal(0, ct_pg_exec(c, "CREATE TEMP TABLE cp (x int)", NULL));
     assert_int_equal(-EINVAL, ct_pg_query(c, &r, "COPY cp FROM STDIN", 0, NULL, NULL, NULL));
     assert_true(value_is(c, "SELECT 1", NULL, "1"));
+    assert_int_equal(0, ct_pg_exec(c, "INSERT INTO cp SELECT generate_series(1, 100000)", NULL));
+    assert_int_equal(-EINVAL, ct_pg_query(c, &r, "COPY cp TO STDOUT", 0, NULL, NULL, NULL));
+    assert_true(value_is(c, "SELECT 2", NULL, "2"));
     ct_pg_pool_t *pool;
     assert_int_equal(-EINVAL, ct_pg_pool_new(NULL, "host=x", NULL));
     assert_int_equal(-EINVAL, ct_pg_pool_new(&pool, NULL, NULL));

@@ -51,7 +51,8 @@ extern "C" {
  * Returns: 0 the transfer completed (the HTTP status: curl_easy_getinfo(CURLINFO_RESPONSE_CODE));
  * -ECANCELED the token fired: the transfer was aborted and its connection closed;
  * -ETIMEDOUT curl's own timeout (CURLOPT_TIMEOUT_MS, CURLOPT_CONNECTTIMEOUT_MS);
- * -ECONNREFUSED; -EINVAL (`easy` is NULL or already in a multi handle); -ENOMEM;
+ * -ECONNREFUSED; -EINVAL (`easy` is NULL or already in a multi handle, a malformed URL, an
+ * unsupported scheme); -ENOMEM;
  * -EIO any other libcurl error (ct_curl_last_code(); set CURLOPT_ERRORBUFFER for the detail).
  * A write callback that stops the transfer (returns less than it was given) gives -EIO with
  * CURLE_WRITE_ERROR.
@@ -101,7 +102,8 @@ typedef struct ct_curl_response {
  * o->no_deadline_header. `o` may be NULL.
  * Returns: 0 (any HTTP status; out->status, out->body); -ECANCELED; -ETIMEDOUT; -ECONNREFUSED;
  * -EFBIG (the body exceeded max_body; the connection is closed); -EINVAL (NULL url or out, an
- * option out of range); -ENOMEM; -EIO (out->error says what libcurl saw).
+ * option out of range, a header containing CR or LF, a malformed URL, a scheme other than http
+ * and https); -ENOMEM; -EIO (out->error says what libcurl saw).
  * `*out` is filled in on every return except -EINVAL with a NULL out, so ct_curl_response_free()
  * is always safe to call on it.
  * Ownership: ct_curl_response_free(out). Thread: any. */

@@ -102,6 +102,8 @@ struct ct_http_req {
     unsigned chain; /* next middleware to run */
     int result;     /* what the handler chain returned */
 
+    int64_t timeout_ms; /* the timeout armed on the token: the route's or CT-Timeout-Ms's */
+
     /* Timing, in ct_now_ns(). */
     int64_t t_head, t_start, t_end;
     int64_t t_fired; /* atomic: when the token fired, 0 if it has not */
@@ -109,7 +111,6 @@ struct ct_http_req {
     int watching;    /* atomic: handed to the I/O thread's watch list */
     bool warned;     /* the cancel_grace warning was given (I/O thread) */
     int pending;     /* canceled in the queue: the status the I/O thread answers with */
-    int64_t timeout_ms; /* the timeout armed on the token: the route's or CT-Timeout-Ms's */
     bool on_io;      /* running on the I/O thread (an on_io_thread route) */
     struct ct_http_req *fired_next; /* the I/O thread's lists of fired, running requests */
     struct ct_http_req *done_next;  /* its queue of finished ones */

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 
+#include "ct/host.h"
 #include "ct/http.h"
 #include "ct/http_json.h"
 #include "ct/pool.h"
@@ -17,6 +18,9 @@ struct demo {
     struct demo_db *db;        /* the layered endpoints' database (db.h) */
     char upstream[128];        /* base URL of the outbound calls' server, "http://127.0.0.1:8080" */
     int64_t upstream_delay_ms; /* how long the upstream endpoints take by default */
+    int64_t heartbeat_ms;      /* the periodic worker's interval (0: none) */
+    const ct_token_t *stopping; /* the host's stopping token: SIGINT / SIGTERM */
+    struct ct_jobs *jobs;       /* the background queue (queue.c) */
 };
 
 /* Log a line to stderr, with a timestamp, as the seeds' Console.WriteLine does. */
@@ -44,6 +48,12 @@ int demo_upstream_routes(ct_http_server_t *srv, struct demo *d);
  * Returns 0; -ECANCELED (the transfer was aborted: its connection is closed); -EREMOTEIO (the
  * upstream could not be reached or answered badly: logged). */
 int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, json_t **out);
+
+/* Seed 000's background worker on ct-jobs (queue.c): the queue as a hosted service, the
+ * periodic heartbeat worker, and /api/Demo/queue/... */
+int demo_queue_open(struct demo *d, const char *path, ct_host_t *host);
+int demo_heartbeat_add(struct demo *d, ct_host_t *host);
+int demo_queue_routes(ct_http_server_t *srv, struct demo *d);
 
 /* The repositories (repo.c). Each passes `tok` to the database. */
 int demo_repo_migrate(struct demo_db *db);

@@ -10,8 +10,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +24,8 @@
 #include "ct/file.h"
 #include "ct/time.h"
 #include "ct/wait.h"
+#include "ct/host.h"
+#include "ct/jobs.h"
 #include "db.h"
 #include "demo.h"
 
@@ -43,6 +43,8 @@ static const char usage[] =
     "  --upstream URL      where the outbound calls go (default: this server itself, which\n"
     "                      serves /upstream/...; env CT_DEMO_UPSTREAM)\n"
     "  --upstream-delay-ms N  how long /upstream/... takes to answer, 0..600000 (default 300)\n"
+    "  --heartbeat-ms N    the periodic heartbeat worker's interval, 0..3600000 (default\n"
+    "                      30000; 0: no heartbeat)\n"
     "  --drain-ms N        on SIGINT/SIGTERM, time requests get to finish before their\n"
     "                      tokens fire with CT_SHUTDOWN, 0..600000 (default 10000)\n"
     "  --help              this text\n"
@@ -61,6 +63,8 @@ static const char usage[] =
     "  GET  /weather-forecast   /weather-forecast-with-timeout\n"
     "  GET  /reports/{id}?timeoutMs=10000&scale=2000   /api/Data/fetch-data[?delayMs=N]\n"
     "  GET  /upstream/shipping/info/{id}  /upstream/reports/{id}/metadata  /upstream/data\n"
+    "  POST /api/Demo/queue/enqueue?count=3[&stepMs=500]\n"
+    "  GET  /api/Demo/queue/jobs/{id}    POST /api/Demo/queue/jobs/{id}/cancel\n"
     "  GET  /work?ms=5000&mode=io|cpu  (the abort-storm benchmark's endpoint)\n"
     "\n"
     "With CT_DEMO_TRACE=<file>, each request with ?traceId=N appends\n"
@@ -217,19 +221,67 @@ int demo_base_routes(ct_http_server_t *srv, struct demo *d)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-static void *signal_thread(void *arg)
+static void host_log(void *arg, const char *line)
 {
-    sigset_t *set = arg;
-    int sig = 0;
-    sigwait(set, &sig);
-    return (void *) (intptr_t) sig;
+    (void) arg;
+    demo_log("host: %s", line);
+}
+
+/* The HTTP server as a hosted service: started last, stopped first (it drains the requests in
+ * flight while the workers are told to stop). */
+struct http_service {
+    struct demo *d;
+    const char *upstream, *db_url;
+};
+
+static int http_start(void *arg, const ct_token_t *stopping)
+{
+    struct http_service *h = arg;
+    struct demo *d = h->d;
+    (void) stopping;
+    int rc = ct_http_server_start(d->srv);
+    if (rc < 0)
+        return rc;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char host[64] = "?";
+    ct_http_server_addr(d->srv, &ss, &sslen);
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        host[0] = '[';
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, host + 1, sizeof(host) - 2);
+        strcat(host, "]");
+        port = ntohs(((struct sockaddr_in6 *) &ss)->sin6_port);
+    }
+    if (h->upstream && *h->upstream)
+        snprintf(d->upstream, sizeof(d->upstream), "%s", h->upstream);
+    else /* the upstream endpoints are ours: the outbound calls come back here */
+        snprintf(d->upstream, sizeof(d->upstream), "http://%s:%d",
+                 strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
+                 : strcmp(host, "[::]") == 0  ? "[::1]"
+                                              : host,
+                 port);
+    demo_log("listening on http://%s:%d (data in %s, database %s); Ctrl+C to stop", host, port,
+             d->data_dir, demo_db_is_pg(d->db) ? "PostgreSQL" : h->db_url);
+    return 0;
+}
+
+static int http_stop(void *arg, const ct_token_t *tok)
+{
+    struct http_service *h = arg;
+    (void) tok; /* the drain period is the server's own bound, inside the host's */
+    demo_log("%s: stopping (draining requests in flight)", ct_token_detail(h->d->stopping));
+    return ct_http_server_stop(h->d->srv);
 }
 
 int main(int argc, char **argv)
 {
     const char *listen = getenv("CT_DEMO_LISTEN"), *data_dir = getenv("CT_DEMO_DATA_DIR");
     const char *db_url = getenv("CT_DEMO_DB"), *upstream = getenv("CT_DEMO_UPSTREAM");
-    long drain_ms = 10000, upstream_delay = 300;
+    long drain_ms = 10000, upstream_delay = 300, heartbeat_ms = 30000;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
@@ -247,6 +299,13 @@ int main(int argc, char **argv)
             upstream_delay = strtol(argv[++i], &end, 10);
             if (*end || upstream_delay < 0 || upstream_delay > 600000) {
                 fprintf(stderr, "ct-demo: --upstream-delay-ms must be 0..600000\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--heartbeat-ms") == 0 && i + 1 < argc) {
+            char *end;
+            heartbeat_ms = strtol(argv[++i], &end, 10);
+            if (*end || heartbeat_ms < 0 || heartbeat_ms > 3600000) {
+                fprintf(stderr, "ct-demo: --heartbeat-ms must be 0..3600000\n");
                 return 2;
             }
         } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
@@ -285,17 +344,19 @@ int main(int argc, char **argv)
     if (swept > 0)
         demo_log("removed %d temporary file(s) a previous run left in %s", swept, data_dir);
 
-    /* Signals go to one thread that waits for them; a shell's background job starts with SIGINT
-     * ignored, and an ignored signal is discarded even while blocked. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-    struct demo d = {.data_dir = data_dir, .upstream_delay_ms = upstream_delay};
+    /* The host first, before any thread starts: it takes SIGINT and SIGTERM for the whole
+     * process and turns them into its stopping token. */
+    ct_host_t *host;
+    ct_host_options_t ho = {.shutdown_timeout_ms = drain_ms + 20000, .log = host_log};
+    int rc = ct_host_new(&host, &ho);
+    if (rc < 0) {
+        fprintf(stderr, "ct-demo: %s\n", ct_strerror(rc));
+        return 1;
+    }
+    struct demo d = {.data_dir = data_dir,
+                     .upstream_delay_ms = upstream_delay,
+                     .heartbeat_ms = heartbeat_ms,
+                     .stopping = ct_host_stopping(host)};
     char db_path[4096];
     if (!db_url || !*db_url) {
         snprintf(db_path, sizeof(db_path), "%s/ct-demo.db", data_dir);
@@ -309,8 +370,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "ct-demo: cannot use the database %s (see above)\n", db_url);
         return 1;
     }
+    char jobs_path[4096];
+    snprintf(jobs_path, sizeof(jobs_path), "%s/ct-demo-jobs.db", data_dir);
     ct_pool_options_t po = {.min_threads = 2, .max_threads = 128, .queue_max = 4096};
-    int rc = ct_pool_new(&d.work, &po);
+    rc = ct_pool_new(&d.work, &po);
     ct_http_options_t o = {.listen = listen, .drain_timeout_ms = drain_ms};
     if (rc == 0)
         rc = ct_http_server_new(&d.srv, &o);
@@ -318,48 +381,33 @@ int main(int argc, char **argv)
         fprintf(stderr, "ct-demo: %s\n", ct_strerror(rc));
         return 1;
     }
+    struct http_service http = {&d, upstream, db_url};
     if ((rc = demo_base_routes(d.srv, &d)) < 0 || (rc = demo_seed000_routes(d.srv, &d)) < 0 ||
         (rc = demo_seed001_routes(d.srv, &d)) < 0 || (rc = demo_seed002_routes(d.srv, &d)) < 0 ||
         (rc = demo_seed003_routes(d.srv, &d)) < 0 || (rc = demo_upstream_routes(d.srv, &d)) < 0 ||
-        (rc = ct_http_server_start(d.srv)) < 0) {
+        (rc = demo_queue_routes(d.srv, &d)) < 0 ||
+        /* Services start in this order and stop in reverse: the HTTP server stops first. */
+        (rc = demo_queue_open(&d, jobs_path, host)) < 0 ||
+        (rc = demo_heartbeat_add(&d, host)) < 0 ||
+        (rc = ct_host_add(host, &(ct_host_service_t){"http", http_start, http_stop, &http})) < 0) {
+        fprintf(stderr, "ct-demo: cannot set up: %s\n", ct_strerror(rc));
+        return 1;
+    }
+    rc = ct_host_run(host);
+    if (rc < 0) {
         fprintf(stderr, "ct-demo: cannot start on %s: %s\n", listen, ct_strerror(rc));
         return 1;
     }
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    char host[64] = "?";
-    ct_http_server_addr(d.srv, &ss, &sslen);
-    int port = 0;
-    if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        host[0] = '[';
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, host + 1, sizeof(host) - 2);
-        strcat(host, "]");
-        port = ntohs(((struct sockaddr_in6 *) &ss)->sin6_port);
+    if (rc > 0) { /* services that did not stop in time: their threads still run; just leave */
+        demo_log("stopped: %d service(s) did not stop within the shutdown timeout", rc);
+        return 1;
     }
-    if (upstream && *upstream)
-        snprintf(d.upstream, sizeof(d.upstream), "%s", upstream);
-    else /* the upstream endpoints are ours: the outbound calls come back here */
-        snprintf(d.upstream, sizeof(d.upstream), "http://%s:%d",
-                 strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
-                 : strcmp(host, "[::]") == 0  ? "[::1]"
-                                              : host,
-                 port);
-    demo_log("listening on http://%s:%d (data in %s, database %s); Ctrl+C to stop", host, port,
-             data_dir, demo_db_is_pg(d.db) ? "PostgreSQL" : db_url);
-    pthread_t th;
-    pthread_create(&th, NULL, signal_thread, &set);
-    void *sig;
-    pthread_join(th, &sig);
-    demo_log("%s: stopping (draining requests in flight)",
-             (intptr_t) sig == SIGINT ? "SIGINT" : "SIGTERM");
-    rc = ct_http_server_stop(d.srv);
     ct_http_server_free(d.srv);
+    ct_jobs_free(d.jobs);
     ct_pool_free(d.work, CT_POOL_CANCEL_QUEUED);
     demo_db_close(d.db);
+    ct_host_free(host);
     ct_timers_stop();
-    demo_log("stopped%s", rc < 0 ? " (some handlers ignored their tokens)" : "");
+    demo_log("stopped");
     return 0;
 }

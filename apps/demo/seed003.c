@@ -57,8 +57,7 @@ static int get_report(ct_http_req_t *req, void *arg)
     if ((rc = ct_source_new_timeout(&timeout, timeout_ms)) < 0)
         return rc;
     /* One token for the call chain; the reasons stay apart for the log. */
-    const ct_token_t *parents[] = {ct_http_req_token(req), ct_source_token(timeout),
-                                   ct_http_server_stopping(d->srv)};
+    const ct_token_t *parents[] = {ct_http_req_token(req), ct_source_token(timeout), d->stopping};
     if ((rc = ct_source_new_linked(&linked, parents, 3)) == 0) {
         const ct_token_t *tok = ct_source_token(linked);
         json_t *report;

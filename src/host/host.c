@@ -190,6 +190,11 @@ int ct_host_new(ct_host_t **out, const ct_host_options_t *o)
         sigaddset(&sigs, SIGTERM);
         sigaddset(&sigs, SIGINT);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        /* An ignored signal is discarded even while blocked, and a shell starts a background
+         * job with SIGINT ignored: take both back to the default so the signalfd sees them
+         * (blocked, the default action never runs). */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         h->sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
         if (h->sfd < 0) {
             rc = -errno;

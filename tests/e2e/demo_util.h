@@ -24,7 +24,16 @@ struct demo {
     size_t loglen;
     int port;
     char dir[64];
+    bool signaled; /* SIGTERM sent: a second one would force an immediate exit (ct-host) */
 };
+
+/* SIGTERM, once: the host stops gracefully; a second signal would end it at once (exit 70). */
+static inline void demo_sigterm(struct demo *d)
+{
+    if (!d->signaled)
+        kill(d->pid, SIGTERM);
+    d->signaled = true;
+}
 
 static bool logged(struct demo *d, const char *needle)
 {
@@ -36,13 +45,17 @@ static bool logged(struct demo *d, const char *needle)
     return strstr(d->log, needle) != NULL;
 }
 
-/* Start ct-demo on a free loopback port in a fresh data directory, with `extra` arguments
- * (NULL-terminated, may be NULL), and wait until it listens. */
-static struct demo *demo_start_with(const char *const *extra)
+/* Start ct-demo on a free loopback port with `extra` arguments (NULL-terminated, may be NULL),
+ * in the data directory `dir` (NULL: a fresh one), and wait until it listens. */
+static struct demo *demo_start_in(const char *dir, const char *const *extra)
 {
     struct demo *d = calloc(1, sizeof(*d));
-    strcpy(d->dir, "/tmp/ct-demo-test-XXXXXX");
-    assert_non_null(mkdtemp(d->dir));
+    if (dir) {
+        snprintf(d->dir, sizeof(d->dir), "%s", dir);
+    } else {
+        strcpy(d->dir, "/tmp/ct-demo-test-XXXXXX");
+        assert_non_null(mkdtemp(d->dir));
+    }
     int p[2];
     assert_int_equal(0, pipe2(p, O_CLOEXEC));
     d->pid = fork();
@@ -66,9 +79,26 @@ static struct demo *demo_start_with(const char *const *extra)
     return d;
 }
 
+static inline struct demo *demo_start_with(const char *const *extra)
+{
+    return demo_start_in(NULL, extra);
+}
+
 static inline struct demo *demo_start(void)
 {
-    return demo_start_with(NULL);
+    return demo_start_in(NULL, NULL);
+}
+
+/* Wait for the demo to exit (after demo_sigterm); its exit status. The data directory stays,
+ * for a restart with demo_start_in(); `d` is freed. */
+static inline int demo_wait_exit(struct demo *d, char *dir, size_t cap)
+{
+    int status = 0;
+    assert_true(CT_WAIT_FOR(waitpid(d->pid, &status, WNOHANG) == d->pid, 20000));
+    close(d->err);
+    snprintf(dir, cap, "%s", d->dir);
+    free(d);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -82,7 +112,7 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
 /* SIGTERM, and the exit status. */
 static int demo_stop(struct demo *d)
 {
-    kill(d->pid, SIGTERM);
+    demo_sigterm(d);
     int status = 0;
     assert_true(CT_WAIT_FOR(waitpid(d->pid, &status, WNOHANG) == d->pid, 20000));
     close(d->err);

@@ -222,7 +222,7 @@ static void test_report_by_id_stops_when_the_host_shuts_down(void **state)
     assert_true(CT_WAIT_FOR(curl(d, m, sizeof(m), "GET", "/metrics", NULL) == 0 &&
                                 strstr(m, "ct_http_requests_in_flight 2\n"),
                             10000));
-    kill(d->pid, SIGTERM);
+    demo_sigterm(d);
     ct_test_thread_join(th);
     assert_int_equal(0, b.rc);
     assert_non_null(strstr(b.out, "}503"));

@@ -94,6 +94,15 @@ static void test_weather_forecast_stops_its_query_when_the_client_leaves(void **
     assert_stops_soon(d, "/api/WeatherForecast?days=365&ensembleRuns=5000000", "0.5",
                       "GET /api/WeatherForecast 499");
     assert_true(logged(d, "weather forecast: client disconnected"));
+    /* The same through the seed's other URLs, timeouts linked or not. */
+    assert_stops_soon(d, "/weather-forecast?days=365&ensembleRuns=5000000", "0.5",
+                      "GET /weather-forecast 499");
+    assert_stops_soon(d, "/weather-forecast-with-timeout?days=365&ensembleRuns=5000000", "0.5",
+                      "GET /weather-forecast-with-timeout 499");
+    assert_stops_soon(d,
+                      "/api/WeatherForecast/multiple-timeouts?quickMs=60000&slowMs=120000&"
+                      "days=365&ensembleRuns=5000000",
+                      "0.5", "GET /api/WeatherForecast/multiple-timeouts 499");
     assert_int_equal(0, demo_stop(d));
 }
 

@@ -15,10 +15,11 @@ struct demo {
     const char *data_dir;
     ct_pool_t *work; /* the scrapers' tasks: a pool apart from the handlers' */
     ct_http_server_t *srv;
-    struct demo_db *db;        /* the layered endpoints' database (db.h) */
-    char upstream[128];        /* base URL of the outbound calls' server, "http://127.0.0.1:8080" */
-    int64_t upstream_delay_ms; /* how long the upstream endpoints take by default */
-    int64_t heartbeat_ms;      /* the periodic worker's interval (0: none) */
+    struct demo_db *db;         /* the layered endpoints' database (db.h) */
+    const char *upstream;       /* atomic: base URL of the outbound calls' server, set once the
+                                   server listens ("http://127.0.0.1:8080"); NULL before */
+    int64_t upstream_delay_ms;  /* how long the upstream endpoints take by default */
+    int64_t heartbeat_ms;       /* the periodic worker's interval (0: none) */
     const ct_token_t *stopping; /* the host's stopping token: SIGINT / SIGTERM */
     struct ct_jobs *jobs;       /* the background queue (queue.c) */
 };

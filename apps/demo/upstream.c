@@ -24,7 +24,10 @@
 int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, json_t **out)
 {
     char url[512];
-    if (snprintf(url, sizeof(url), "%s%s", d->upstream, path) >= (int) sizeof(url))
+    const char *base = __atomic_load_n(&d->upstream, __ATOMIC_ACQUIRE);
+    if (!base) /* a request that came in before the server published its own address */
+        return -EREMOTEIO;
+    if (snprintf(url, sizeof(url), "%s%s", base, path) >= (int) sizeof(url))
         return -EINVAL;
     ct_curl_options_t o = {.max_body = 1 << 20};
     ct_curl_response_t res;

@@ -52,6 +52,7 @@ bench:
 	./build-bench/bench/bench_sqlite
 	./build-bench/bench/bench_curl
 	./build-bench/bench/bench_jobs
+	./build-bench/bench/jobs_cycles
 	scripts/pg-test.sh start build-bench/pg && { ./build-bench/bench/bench_pg build-bench/pg/conninfo; rc=$$?; scripts/pg-test.sh stop build-bench/pg; exit $$rc; }
 
 # ct-demo against nginx and Go's net/http on 127.0.0.1: abort storm, throughput, scale.

@@ -97,7 +97,7 @@ typedef struct ct_jobs_options {
     /* CT_JOBS_POSTGRES: a libpq conninfo ("host=... dbname=..." or a postgresql:// URL). The table
      * ct_jobs is created (if missing) in the connection's current schema, so queues that must
      * not see each other's jobs use different databases or schemas, e.g. with
-     * "options=-csearch_path=myqueue" (the schema must exist). Copied; not kept. */
+     * "options=-csearch_path=myqueue" (the schema must exist). Copied. */
     const char *conninfo;
 } ct_jobs_options_t;
 

@@ -53,6 +53,7 @@
  * on pg_type): first use is serialized per schema by a transaction-scoped advisory lock. */
 #define SCHEMA                                                                                     \
     "BEGIN;"                                                                                       \
+    "SET LOCAL client_min_messages = warning;" /* no "already exists, skipping" notices */         \
     "SELECT pg_advisory_xact_lock(hashtext('ct_jobs:' || coalesce(current_schema(), '')));"        \
     "CREATE TABLE IF NOT EXISTS ct_jobs ("                                                         \
     " id bigserial PRIMARY KEY, kind text NOT NULL, payload text NOT NULL,"                        \

@@ -350,19 +350,19 @@ static void throughput_pg_peer(const char *conninfo, int n)
 
 /* The child of the cancel measurement: one worker; each job says it runs, waits on its token and
  * prints when it saw it fire. Ends when its stdin closes. */
-static int say_line(const char *fmt, long long a, long long b)
+static int say_line(const char *what, long long a, long long b)
 {
     char line[96];
-    int n = snprintf(line, sizeof(line), fmt, a, b);
+    int n = snprintf(line, sizeof(line), "%s %lld %lld\n", what, a, b);
     return write(1, line, (size_t) n) == n ? 0 : -1;
 }
 
 static int cancel_job(void *arg, const ct_job_t *job, const ct_token_t *tok)
 {
     (void) arg;
-    say_line("run %lld %lld\n", (long long) job->id, 0);
+    say_line("run", (long long) job->id, 0);
     int rc = ct_sleep_ms(600000, tok);
-    say_line("fired %lld %lld\n", (long long) job->id, (long long) bench_now_ns());
+    say_line("fired", (long long) job->id, (long long) bench_now_ns());
     return rc;
 }
 
@@ -452,8 +452,10 @@ static void cancel_latency(const char *base, const char *name, int64_t heartbeat
         if (ct_jobs_enqueue(q, "wait", "", NULL, &id) < 0)
             exit(1);
         await_line(out[0], buf, &len, sizeof(buf), "run", id);
-        /* A random phase against the heartbeat, as a cancel from a user would have. */
-        ct_sleep_ms(rand_r(&seed) % 20, NULL);
+        /* A random phase against the heartbeat, as a user's cancel would have: otherwise every
+         * job would start just after the beat that delivered the previous cancel. (NOTIFY does
+         * not depend on it; a short pause is enough there.) */
+        ct_sleep_ms(rand_r(&seed) % (nolisten ? heartbeat : 20), NULL);
         int64_t t0 = bench_now_ns();
         if (ct_jobs_cancel(q, id) != 1)
             exit(1);

@@ -71,25 +71,27 @@ static const char SQL_ENQUEUE[] =
     " VALUES ($1, $2, 0, $3, " NOW_MS " + $4, " NOW_MS ") RETURNING id";
 
 /* A job whose worker vanished during its last attempt has none left: failed (x). Then one due
- * job, an expired lease first: the row is locked by the sub-select, and rows other workers are
- * claiming at this moment are skipped rather than waited for. */
+ * job, an expired lease first (c): the row is locked by the sub-select, and rows other workers
+ * are claiming at this moment are skipped rather than waited for. When nothing was claimed, the
+ * one row returned says, in its last column, how long until the next job is due (<= 0: one is
+ * due but another worker was claiming it; NULL: none), so an idle worker costs one round trip. */
 static const char SQL_CLAIM[] =
     "WITH x AS (UPDATE ct_jobs SET status = 4, finished_at = " NOW_MS ", lease_owner = NULL,"
     "  lease_token = NULL, lease_expires = NULL,"
     "  last_error = 'lease expired on the last attempt'"
-    "  WHERE status = 1 AND lease_expires < " NOW_MS " AND attempts >= max_attempts)"
-    " UPDATE ct_jobs SET status = 1, attempts = attempts + 1, lease_owner = $1,"
-    " lease_token = $2, lease_expires = " NOW_MS " + $3, started_at = " NOW_MS
-    " WHERE id = coalesce("
-    "  (SELECT id FROM ct_jobs WHERE status = 1 AND lease_expires < " NOW_MS
-    "   AND attempts < max_attempts LIMIT 1 FOR UPDATE SKIP LOCKED),"
-    "  (SELECT id FROM ct_jobs WHERE status IN (0, 5) AND run_at <= " NOW_MS
-    "   ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))"
-    " RETURNING id, kind, payload, attempts, max_attempts, cancel_requested";
-
-/* How long until the next job is due (<= 0: one is due but was being claimed); NULL: none. */
-static const char SQL_NEXT_DUE[] =
-    "SELECT min(run_at) - " NOW_MS " FROM ct_jobs WHERE status IN (0, 5)";
+    "  WHERE status = 1 AND lease_expires < " NOW_MS " AND attempts >= max_attempts),"
+    " c AS (UPDATE ct_jobs SET status = 1, attempts = attempts + 1, lease_owner = $1,"
+    "  lease_token = $2, lease_expires = " NOW_MS " + $3, started_at = " NOW_MS
+    "  WHERE id = coalesce("
+    "   (SELECT id FROM ct_jobs WHERE status = 1 AND lease_expires < " NOW_MS
+    "    AND attempts < max_attempts LIMIT 1 FOR UPDATE SKIP LOCKED),"
+    "   (SELECT id FROM ct_jobs WHERE status IN (0, 5) AND run_at <= " NOW_MS
+    "    ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))"
+    "  RETURNING id, kind, payload, attempts, max_attempts, cancel_requested)"
+    " SELECT id, kind, payload, attempts, max_attempts, cancel_requested, NULL::bigint FROM c"
+    " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL,"
+    "  (SELECT min(run_at) - " NOW_MS " FROM ct_jobs WHERE status IN (0, 5))"
+    " WHERE NOT EXISTS (SELECT 1 FROM c)";
 
 static const char SQL_RENEW[] = "UPDATE ct_jobs SET lease_expires = " NOW_MS " + $1"
                                 " WHERE id = $2 AND status = 1 AND attempts = $3"
@@ -266,37 +268,35 @@ static int try_claim(struct pgq *s, const char *worker, int64_t lease_ms, struct
         return rc;
     PGresult *r;
     rc = ct_pg_query(conn, &r, SQL_CLAIM, 3, params, tok, NULL);
-    if (rc == 0 && PQntuples(r) == 1) {
-        *c = (struct ct__jobs_claim){.id = val64(r, 0, 0),
-                                     .kind = ct__jobs_strdup(PQgetvalue(r, 0, 1)),
-                                     .payload = ct__jobs_strdup(PQgetvalue(r, 0, 2)),
-                                     .attempt = (int) val64(r, 0, 3),
-                                     .max_attempts = (int) val64(r, 0, 4),
-                                     .cancel_requested = (int) val64(r, 0, 5),
-                                     .lease = lease};
-        PQclear(r);
-        ct_pg_pool_release(s->pool, conn);
-        if (!c->kind || !c->payload) {
-            /* Claimed but cannot be run: give it back at once, not counted. */
-            s->base.ops->finish(&s->base, c, CT__JOB_RELEASE, 0, NULL);
-            ct__jobs_claim_clear(c);
-            return -ENOMEM;
-        }
-        return 0;
-    }
-    if (rc == 0) {
-        PQclear(r);
-        rc = ct_pg_query(conn, &r, SQL_NEXT_DUE, 0, NULL, tok, NULL);
-        if (rc == 0) {
-            *next_due_ms = PQgetisnull(r, 0, 0) ? -1 : val64(r, 0, 0);
-            if (*next_due_ms >= 0 && *next_due_ms < SPIN_PAUSE_MS)
-                *next_due_ms = SPIN_PAUSE_MS;
-            PQclear(r);
-            rc = -EAGAIN;
-        }
-    }
     ct_pg_pool_release(s->pool, conn);
-    return rc;
+    if (rc < 0)
+        return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return -EIO;
+    }
+    if (PQgetisnull(r, 0, 0)) {
+        *next_due_ms = PQgetisnull(r, 0, 6) ? -1 : val64(r, 0, 6);
+        if (*next_due_ms >= 0 && *next_due_ms < SPIN_PAUSE_MS)
+            *next_due_ms = SPIN_PAUSE_MS;
+        PQclear(r);
+        return -EAGAIN;
+    }
+    *c = (struct ct__jobs_claim){.id = val64(r, 0, 0),
+                                 .kind = ct__jobs_strdup(PQgetvalue(r, 0, 1)),
+                                 .payload = ct__jobs_strdup(PQgetvalue(r, 0, 2)),
+                                 .attempt = (int) val64(r, 0, 3),
+                                 .max_attempts = (int) val64(r, 0, 4),
+                                 .cancel_requested = (int) val64(r, 0, 5),
+                                 .lease = lease};
+    PQclear(r);
+    if (!c->kind || !c->payload) {
+        /* Claimed but cannot be run: give it back at once, not counted. */
+        s->base.ops->finish(&s->base, c, CT__JOB_RELEASE, 0, NULL);
+        ct__jobs_claim_clear(c);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 static int pg_claim(struct ct__jobs_backend *be, const char *worker, int64_t lease_ms,

@@ -563,6 +563,55 @@ static void test_pg_worker_that_lost_its_lease_is_canceled_and_changes_nothing(v
     ct_jobs_free(q);
 }
 
+/* Leases and due times are on the server's clock: a worker whose clock is an hour behind (here
+ * the backend is called directly with such a `now`) still enqueues a job due now and claims it
+ * with a lease that ends lease_ms after the server's now. Checked: storing the `now` and `run_at`
+ * the interface passes (the worker's clock) makes enqueued_at an hour off and this fails. */
+static int64_t server_now_ms(void)
+{
+    ct_pg_t *c = admin();
+    PGresult *r;
+    assert_int_equal(0, ct_pg_query(c, &r, "SELECT (extract(epoch from now()) * 1000)::bigint", 0,
+                                    NULL, NULL, NULL));
+    int64_t v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    ct_pg_close(c);
+    return v;
+}
+
+static void test_pg_leases_and_due_times_use_the_server_clock(void **state)
+{
+    (void) state;
+    struct ct__jobs_backend *be;
+    assert_int_equal(0, ct__jobs_pg_new(&be, conninfo, 1));
+    int64_t behind = ct__jobs_wall_ms() - 3600 * 1000;
+    int64_t id, t0 = server_now_ms();
+    assert_int_equal(0, be->ops->enqueue(be, "ok", "", 3, behind, behind + 100, &id));
+    ct_job_info_t i;
+    assert_int_equal(0, be->ops->get(be, id, &i));
+    int64_t t1 = server_now_ms();
+    assert_true(i.enqueued_at_ms >= t0 && i.enqueued_at_ms <= t1);
+    assert_int_equal(i.enqueued_at_ms + 100, i.run_at_ms);
+    struct ct__jobs_claim c = {0};
+    assert_int_equal(0, be->ops->claim(be, "w", 60000, &c, NULL, ct_deadline_after(5000)));
+    assert_int_equal(id, c.id);
+    ct_pg_t *a = admin();
+    PGresult *r;
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT lease_expires, started_at FROM %s.ct_jobs WHERE id = %lld",
+             schema, (long long) id);
+    assert_int_equal(0, ct_pg_query(a, &r, sql, 0, NULL, NULL, NULL));
+    assert_int_equal(atoll(PQgetvalue(r, 0, 1)) + 60000, atoll(PQgetvalue(r, 0, 0)));
+    assert_true(atoll(PQgetvalue(r, 0, 1)) >= t1);
+    PQclear(r);
+    ct_pg_close(a);
+    assert_int_equal(0, be->ops->renew(be, &c, 60000));
+    assert_int_equal(0, be->ops->finish(be, &c, CT__JOB_DONE, 0, NULL));
+    assert_int_equal(-ESTALE, be->ops->finish(be, &c, CT__JOB_DONE, 0, NULL));
+    ct__jobs_claim_clear(&c);
+    be->ops->free(be);
+}
+
 /* The queue's log lines, for the listener's state. */
 static struct {
     pthread_mutex_t mu;
@@ -895,6 +944,8 @@ CT_TEST_MAIN(
         test_sqlite_worker_that_lost_its_lease_is_canceled_and_changes_nothing, setup, teardown),
     cmocka_unit_test_setup_teardown(
         test_pg_worker_that_lost_its_lease_is_canceled_and_changes_nothing, setup_pg, teardown_pg),
+    cmocka_unit_test_setup_teardown(test_pg_leases_and_due_times_use_the_server_clock, setup_pg,
+                                    teardown_pg),
     cmocka_unit_test_setup_teardown(
         test_pg_cancel_from_another_queue_arrives_by_notify_before_any_heartbeat, setup_pg,
         teardown_pg),

@@ -15,15 +15,12 @@
  *
  * Cancel requests reach other processes in two ways. The cancel sets cancel_requested and sends
  * NOTIFY ct_jobs_cancel in the same transaction; each queue that runs jobs keeps one connection
- * LISTENing (a thread waiting on its socket and the queue's stop token) and hands the id to the
- * workers' layer at once. A notification sent while that connection is down is lost for good
- * (River's bug #1358), so the heartbeat's renew still reads cancel_requested every beat, and the
- * listener, each time it (re)connects, asks for the running jobs whose cancel was requested.
- * The payload is "<schema>:<id>": queues in different schemas of one database share the channel
- * and must not cancel each other's jobs. */
+ * LISTENing (pg_listen.c) and hands the id to the workers' layer at once. A notification sent
+ * while that connection is down is lost for good (River's bug #1358), so the heartbeat's renew
+ * still reads cancel_requested every beat, and the listener, each time it (re)connects, asks for
+ * the running jobs whose cancel was requested. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -34,16 +31,14 @@
 #include "../core/internal.h"
 #include "backend.h"
 #include "ct/pg.h"
+#include "pg_listen.h"
 #include "ct/time.h"
 #include "ct/wait.h"
 
-#define OP_MS              10000 /* bound on a call without a token (acquire + statement) */
-#define CONNECT_MS         10000
-#define LISTEN_BACKOFF_MS  50 /* first wait before the listener reconnects; doubles */
-#define LISTEN_BACKOFF_MAX 5000
-#define SPIN_PAUSE_MS      5 /* a due job another worker is claiming right now: look again soon */
-#define EXTRA_CONNECTIONS  3 /* beside one per worker: heartbeat, listener's catch-up, API calls */
-#define CHANNEL            "ct_jobs_cancel"
+#define OP_MS             10000 /* bound on a call without a token (acquire + statement) */
+#define CONNECT_MS        10000
+#define SPIN_PAUSE_MS     5 /* a due job another worker is claiming right now: look again soon */
+#define EXTRA_CONNECTIONS 3 /* beside one per worker: heartbeat, listener's catch-up, API calls */
 
 /* The server's clock, in ms since the epoch. now() is the start of the transaction: one
  * statement here, apart from cancel. */
@@ -108,17 +103,15 @@ static const char SQL_FINISH[] =
 static const char SQL_LOCK[] = "SELECT status FROM ct_jobs WHERE id = $1 FOR UPDATE";
 static const char SQL_CANCEL_PENDING[] =
     "UPDATE ct_jobs SET status = 3, finished_at = " NOW_MS " WHERE id = $1";
-/* The notification is delivered when the transaction commits, with the flag. */
+/* The notification is delivered when the transaction commits, with the flag; pg_listen.c reads
+ * it. */
 static const char SQL_CANCEL_RUNNING[] =
     "WITH r AS (UPDATE ct_jobs SET cancel_requested = 1 WHERE id = $1 RETURNING id)"
-    " SELECT pg_notify('" CHANNEL "', current_schema() || ':' || id) FROM r";
+    " SELECT pg_notify('" CT__JOBS_PG_CHANNEL "', current_schema() || ':' || id) FROM r";
 
 static const char SQL_GET[] =
     "SELECT status, attempts, max_attempts, enqueued_at, started_at, finished_at, run_at,"
     " cancel_requested, kind, last_error FROM ct_jobs WHERE id = $1";
-
-static const char SQL_REQUESTED[] =
-    "SELECT id FROM ct_jobs WHERE status = 1 AND cancel_requested = 1";
 
 /* For tests and benchmarks only: no listener, so cancels from other processes arrive through the
  * heartbeat alone (what the backend would do without LISTEN/NOTIFY). */
@@ -130,11 +123,10 @@ struct pgq {
     char *conninfo;
     char schema[64]; /* current_schema() of our connections */
     pthread_mutex_t mu;
-    ct_cond_t cond;       /* an enqueue or a requeue here: idle claims look again */
-    uint64_t gen;         /* guarded by mu */
-    int listener_started; /* guarded by mu */
-    pthread_t listener;
-    ct_source_t *listen_stop;
+    ct_cond_t cond;     /* an enqueue or a requeue here: idle claims look again */
+    uint64_t gen;       /* guarded by mu */
+    int listener_tried; /* guarded by mu */
+    struct ct__jobs_pg_listener *listener;
     uint64_t lease_base;
     uint64_t lease_seq; /* atomic */
 };
@@ -234,19 +226,18 @@ static int pg_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
     return 0;
 }
 
-static void *listener_main(void *arg);
-
 /* The listener starts with the first claim: a queue used only to enqueue, read and cancel
  * (never started) needs none. Claims run on worker threads, which block the host's signals, and
- * the listener inherits that mask. */
+ * the listener's thread inherits that mask. */
 static void start_listener(struct pgq *s)
 {
     pthread_mutex_lock(&s->mu);
-    if (!s->listener_started && !__atomic_load_n(&ct__jobs_pg_no_listener, __ATOMIC_RELAXED)) {
-        if (pthread_create(&s->listener, NULL, listener_main, s) == 0)
-            s->listener_started = 1;
-        else
-            s->listener_started = -1; /* the heartbeat still delivers cancels */
+    if (!s->listener_tried && !__atomic_load_n(&ct__jobs_pg_no_listener, __ATOMIC_RELAXED)) {
+        s->listener_tried = 1;
+        /* On failure (no thread, no memory) the heartbeat still delivers cancels. */
+        if (ct__jobs_pg_listener_start(&s->listener, &s->base, s->conninfo, s->schema) < 0)
+            plog(s, "cancel listener not started: cancels from other processes wait for the "
+                    "heartbeat");
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -460,102 +451,10 @@ static int pg_get(struct ct__jobs_backend *be, int64_t id, ct_job_info_t *out)
     return 0;
 }
 
-/* ---- the listener ---------------------------------------------------------------------------- */
-
-/* Hand every notification read so far to the workers' layer. */
-static void deliver(struct pgq *s, PGconn *conn)
-{
-    PGnotify *n;
-    size_t len = strlen(s->schema);
-    while ((n = PQnotifies(conn))) {
-        const char *p = n->extra;
-        if (strncmp(p, s->schema, len) == 0 && p[len] == ':') {
-            int64_t id = strtoll(p + len + 1, NULL, 10);
-            if (id > 0)
-                s->base.notify_cancel(s->base.notify_ctx, id);
-        }
-        PQfreemem(n);
-    }
-}
-
-/* Connect, LISTEN, then ask for the cancels requested while we were not listening. */
-static int listen_connect(struct pgq *s, ct_pg_t **out, const ct_token_t *stop)
-{
-    ct_pg_t *c;
-    int rc = ct_pg_connect(&c, s->conninfo, stop, ct_deadline_after(CONNECT_MS));
-    if (rc < 0)
-        return rc;
-    char app[96];
-    snprintf(app, sizeof(app), "ct-jobs listener %s", s->schema);
-    const char *params[] = {app};
-    PGresult *r;
-    if ((rc = ct_pg_query(c, &r, "SELECT set_config('application_name', $1, false)", 1, params,
-                          stop, NULL)) < 0)
-        goto fail;
-    PQclear(r);
-    if ((rc = ct_pg_exec(c, "LISTEN " CHANNEL, stop)) < 0)
-        goto fail;
-    /* Only now, with LISTEN in place: a cancel committed from here on is either notified or
-     * seen by this query. */
-    if ((rc = ct_pg_query(c, &r, SQL_REQUESTED, 0, NULL, stop, NULL)) < 0)
-        goto fail;
-    for (int i = 0; i < PQntuples(r); i++)
-        s->base.notify_cancel(s->base.notify_ctx, val64(r, i, 0));
-    PQclear(r);
-    *out = c;
-    return 0;
-fail:
-    ct_pg_close(c);
-    return rc;
-}
-
-static void *listener_main(void *arg)
-{
-    struct pgq *s = arg;
-    const ct_token_t *stop = ct_source_token(s->listen_stop);
-    int64_t backoff = LISTEN_BACKOFF_MS;
-    int was_connected = 0;
-    while (!ct_token_canceled(stop)) {
-        ct_pg_t *c = NULL;
-        int rc = listen_connect(s, &c, stop);
-        if (rc == 0) {
-            plog(s, "cancel listener %s", was_connected ? "reconnected" : "connected");
-            was_connected = 1;
-            backoff = LISTEN_BACKOFF_MS;
-            PGconn *conn = ct_pg_handle(c);
-            deliver(s, conn); /* notifications that came with the last answers */
-            for (;;) {
-                rc = ct_fd_wait(PQsocket(conn), POLLIN, stop, -1);
-                if (rc < 0)
-                    break;
-                if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK) {
-                    rc = -ECONNRESET;
-                    break;
-                }
-                deliver(s, conn);
-            }
-            ct_pg_close(c);
-        }
-        if (ct_token_canceled(stop))
-            break;
-        plog(s,
-             "cancel listener: %s; reconnecting in %lld ms (the heartbeat still delivers "
-             "cancels)",
-             ct_strerror(rc), (long long) backoff);
-        ct_sleep_ms(backoff, stop);
-        backoff = backoff * 2 < LISTEN_BACKOFF_MAX ? backoff * 2 : LISTEN_BACKOFF_MAX;
-    }
-    return NULL;
-}
-
 static void pg_free(struct ct__jobs_backend *be)
 {
     struct pgq *s = P(be);
-    if (s->listen_stop)
-        ct_source_cancel(s->listen_stop, CT_SHUTDOWN, "jobs freed");
-    if (s->listener_started == 1)
-        pthread_join(s->listener, NULL);
-    ct_source_free(s->listen_stop);
+    ct__jobs_pg_listener_stop(s->listener);
     ct_pg_pool_free(s->pool);
     ct__free(s->conninfo);
     ct_cond_destroy(&s->cond);
@@ -591,8 +490,6 @@ int ct__jobs_pg_new(struct ct__jobs_backend **out, const char *conninfo, unsigne
         rc = -ENOMEM;
         goto fail;
     }
-    if ((rc = ct_source_new(&s->listen_stop)) < 0)
-        goto fail;
     rc = ct_pg_pool_new(&s->pool, conninfo,
                         &(ct_pg_pool_options_t){.max_size = (int) workers + EXTRA_CONNECTIONS,
                                                 .connect_timeout_ms = CONNECT_MS});

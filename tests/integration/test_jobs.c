@@ -675,7 +675,7 @@ static void test_pg_cancel_from_another_queue_arrives_by_notify_before_any_heart
  * made while it is down (its NOTIFY goes nowhere); then connections are allowed again. The token
  * still fires well before the 10 s heartbeat: on reconnecting, the listener asks for the running
  * jobs whose cancel was requested. Checked: without that query (listen_connect in
- * src/jobs/pg.c), this fails (the token fires only at the heartbeat). */
+ * src/jobs/pg_listen.c), this fails (the token fires only at the heartbeat). */
 static void test_pg_cancel_made_while_the_listener_was_down_arrives_when_it_reconnects(void **state)
 {
     (void) state;

@@ -18,8 +18,10 @@
  *   ct_jobs_free(jobs);
  *
  * Backends. SQLite (the default: `path` names the file) is durable: jobs survive a restart, and
- * several processes may share one file. The memory backend (CT_JOBS_MEMORY) is the seeds' ct
- * channel: fast, not durable, one process. Both keep the same contract apart from durability.
+ * several processes may share one file. PostgreSQL (CT_JOBS_POSTGRES: `conninfo`) is durable and
+ * shared by processes on several machines; a cancel reaches another process by LISTEN/NOTIFY.
+ * The memory backend (CT_JOBS_MEMORY) is the seeds' ct channel: fast, not durable, one process.
+ * All keep the same contract apart from durability.
  *
  * Guarantees (docs/jobs.md has the details):
  *   - at least once: a job runs until one attempt returns 0 (completed), it is canceled, or
@@ -27,11 +29,13 @@
  *     lease, so a handler must be safe to re-run (idempotent, or checking what it already did);
  *   - a job interrupted by shutdown (its token fired with CT_SHUTDOWN and it returned
  *     -ECANCELED) goes back to pending, and that attempt does not count;
- *   - SQLite: a running job holds a lease renewed by a heartbeat; if its process dies, the job
- *     runs again once the lease has expired, never before; a worker that lost its lease sees its
- *     token fire, and its late result changes nothing;
+ *   - SQLite, PostgreSQL: a running job holds a lease renewed by a heartbeat; if its process
+ *     dies, the job runs again once the lease has expired, never before; a worker that lost its
+ *     lease sees its token fire, and its late result changes nothing. PostgreSQL leases run on
+ *     the database server's clock;
  *   - cancel by id: a pending job never runs (canceled); a running job's token fires with
- *     CT_CANCELED — at once in this process, within heartbeat_ms from another process.
+ *     CT_CANCELED — at once in this process; from another process within heartbeat_ms
+ *     (SQLite), or as soon as the notification arrives (PostgreSQL; heartbeat_ms at worst).
  *
  * Ownership: ct_jobs_new() gives the caller the queue; ct_jobs_free() releases it. */
 #ifndef CT_JOBS_H
@@ -72,7 +76,8 @@ typedef int (*ct_job_fn)(void *arg, const ct_job_t *job, const ct_token_t *tok);
 
 typedef enum ct_jobs_backend {
     CT_JOBS_SQLITE = 0, /* the default: `path` */
-    CT_JOBS_MEMORY = 1
+    CT_JOBS_MEMORY = 1,
+    CT_JOBS_POSTGRES = 2 /* `conninfo` */
 } ct_jobs_backend_t;
 
 typedef struct ct_jobs_options {
@@ -84,11 +89,16 @@ typedef struct ct_jobs_options {
     int max_attempts;       /* default for enqueue, 1..1000 (default 5) */
     int64_t backoff_ms;     /* first retry delay; doubles per attempt (default 1 000) */
     int64_t backoff_max_ms; /* cap (default 300 000) */
-    int64_t lease_ms;       /* SQLite: a running job's lease (default 30 000, min 100) */
-    int64_t heartbeat_ms;   /* SQLite: lease renewal and cancel polling (default lease_ms / 3) */
-    int64_t poll_ms;        /* SQLite: idle workers look for other processes' jobs (default 200) */
+    int64_t lease_ms;       /* SQLite, PG: a running job's lease (default 30 000, min 100) */
+    int64_t heartbeat_ms;   /* SQLite, PG: lease renewal and cancel polling (default lease_ms/3) */
+    int64_t poll_ms;        /* SQLite, PG: idle workers look for other processes' jobs (def. 200) */
     void (*log)(void *arg, const char *line); /* NULL: stderr */
     void *log_arg;
+    /* CT_JOBS_POSTGRES: a libpq conninfo ("host=... dbname=..." or a postgresql:// URL). The table
+     * ct_jobs is created (if missing) in the connection's current schema, so queues that must
+     * not see each other's jobs use different databases or schemas, e.g. with
+     * "options=-csearch_path=myqueue" (the schema must exist). Copied. */
+    const char *conninfo;
 } ct_jobs_options_t;
 
 /* Per-job options for ct_jobs_enqueue(). */
@@ -108,9 +118,11 @@ typedef struct ct_job_info {
     char last_error[128]; /* the last failed attempt's error text, "" if none */
 } ct_job_info_t;
 
-/* Create a queue (opening or creating the SQLite file). Workers start with ct_jobs_start().
- * Returns: 0 and *out; -EINVAL (no handler, a value out of range, no path for SQLite); -ENOMEM;
- * errors of ct_sqlite_open (-ENOENT, -EACCES, -EIO, -EBUSY).
+/* Create a queue (opening or creating the SQLite file; PostgreSQL: connecting, and creating the
+ * table if missing). Workers start with ct_jobs_start().
+ * Returns: 0 and *out; -EINVAL (no handler, a value out of range, no path for SQLite, no conninfo
+ * for PostgreSQL); -ENOMEM; errors of ct_sqlite_open (-ENOENT, -EACCES, -EIO, -EBUSY); PostgreSQL:
+ * -ECONNREFUSED, -EIO (connect or DDL failed: no such schema, no privilege), -ETIMEDOUT (10 s).
  * Ownership: ct_jobs_free(). Thread: any. */
 int ct_jobs_new(ct_jobs_t **out, const ct_jobs_options_t *o);
 
@@ -123,7 +135,7 @@ int ct_jobs_start(ct_jobs_t *q, const ct_token_t *stopping);
 /* Stop: enqueue returns -ESHUTDOWN from now on, the running jobs' tokens fire with CT_SHUTDOWN,
  * and this waits for the workers. A job that returns -ECANCELED is put back as pending without
  * counting the attempt. If `tok` fires first (a shutdown deadline), the workers still running
- * are left to finish on their own and their jobs' leases expire (SQLite) — call ct_jobs_free()
+ * are left to finish on their own and their jobs' leases expire (SQLite, PG) — call ct_jobs_free()
  * only when the process is about to exit then, or not at all.
  * Returns: 0 every worker stopped; -ECANCELED `tok` fired first. Thread: the owner. */
 int ct_jobs_stop(ct_jobs_t *q, const ct_token_t *tok);
@@ -141,22 +153,25 @@ void ct_jobs_free(ct_jobs_t *q);
 /* Add a job: `kind` names it for the handler (1..63 bytes), `payload` is any text ("" allowed).
  * `o` may be NULL. On success *id (if id is not NULL) is the job's id.
  * Returns: 0; -ESHUTDOWN the queue is stopping (the stopping token fired, or ct_jobs_stop was
- * called): nothing was added; -EINVAL; -ENOMEM; SQLite: -EBUSY (the file stayed locked), -EIO.
+ * called): nothing was added; -EINVAL; -ENOMEM; SQLite: -EBUSY (the file stayed locked), -EIO;
+ * PostgreSQL: -EIO, -ECONNRESET, -ECONNREFUSED, -ETIMEDOUT (10 s).
  * Thread: any. */
 int ct_jobs_enqueue(ct_jobs_t *q, const char *kind, const char *payload, const ct_job_options_t *o,
                     int64_t *id);
 
 /* Read a job's state into *out.
- * Returns: 0; -ENOENT no such job; -EINVAL; SQLite: -EBUSY, -EIO. Thread: any. */
+ * Returns: 0; -ENOENT no such job; -EINVAL; SQLite: -EBUSY, -EIO; PostgreSQL: as enqueue.
+ * Thread: any. */
 int ct_jobs_get(ct_jobs_t *q, int64_t id, ct_job_info_t *out);
 
 /* Cancel a job. Pending or requeued: it never runs again (status canceled). Running in this
  * process: its token fires now with CT_CANCELED ("canceled by id"); running in another process
- * sharing the SQLite file: the flag is set and that process's heartbeat fires the token within
- * heartbeat_ms. The job becomes canceled when its handler returns -ECANCELED (a handler that
- * finishes anyway completes).
- * Returns: 0 canceled before running; 1 cancel requested of a running job; -EALREADY the job is
- * completed, failed or canceled; -ENOENT; -EINVAL; SQLite: -EBUSY, -EIO. Thread: any. */
+ * sharing the database: the flag is set and that process's heartbeat fires the token within
+ * heartbeat_ms (PostgreSQL: its listener does at once, on the NOTIFY this sends). The job becomes
+ * canceled when its handler returns -ECANCELED (a handler that finishes anyway completes). Returns:
+ * 0 canceled before running; 1 cancel requested of a running job; -EALREADY the job is completed,
+ * failed or canceled; -ENOENT; -EINVAL; SQLite: -EBUSY, -EIO; PostgreSQL: as enqueue. Thread: any.
+ */
 int ct_jobs_cancel(ct_jobs_t *q, int64_t id);
 
 /* A short name for a status ("pending", "running", ...). Thread: any. */

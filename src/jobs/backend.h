@@ -1,5 +1,5 @@
-/* The interface between ct-jobs' workers (jobs.c) and a storage backend (memory.c, sqlite.c; a
- * PostgreSQL one can be added beside them without touching the workers).
+/* The interface between ct-jobs' workers (jobs.c) and a storage backend (memory.c, sqlite.c, and
+ * pg.c for PostgreSQL, which also delivers cancels by LISTEN/NOTIFY).
  *
  * The model is leases. A worker claims one due job: the backend marks it running, counts the
  * attempt, and hands back a claim carrying a lease token unique to this claim. While the job
@@ -72,10 +72,19 @@ struct ct__jobs_backend {
      * (not by renew) calls this; it fires the job's token if it runs in this process. */
     void (*notify_cancel)(void *ctx, int64_t id);
     void *notify_ctx;
+    /* Set by the workers' layer: the queue's log (called with notify_ctx); NULL: none. */
+    void (*log)(void *ctx, const char *line);
 };
 
 int ct__jobs_memory_new(struct ct__jobs_backend **out);
 int ct__jobs_sqlite_new(struct ct__jobs_backend **out, const char *path);
+/* PostgreSQL (pg.c): a pool of workers + a few connections to `conninfo`; creates the table in
+ * the connection's current schema if missing. Returns 0; -ENOMEM; ct-pg's connect and query
+ * errors (-ECONNREFUSED, -EIO, -ETIMEDOUT). */
+int ct__jobs_pg_new(struct ct__jobs_backend **out, const char *conninfo, unsigned workers);
+/* Tests and benchmarks only: set before a queue's first claim, no listener is started, and
+ * cancels from other processes arrive through the heartbeat alone. */
+extern int ct__jobs_pg_no_listener;
 
 void ct__jobs_claim_clear(struct ct__jobs_claim *c);
 int64_t ct__jobs_wall_ms(void);

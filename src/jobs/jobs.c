@@ -140,15 +140,23 @@ static void notify_cancel(void *ctx, int64_t id)
     cancel_local(ctx, id, WHY_CANCEL, "canceled by id");
 }
 
+static void backend_log(void *ctx, const char *line)
+{
+    ct_jobs_t *q = ctx;
+    q->o.log(q->o.log_arg, line);
+}
+
 int ct_jobs_new(ct_jobs_t **out, const ct_jobs_options_t *opt)
 {
     if (!out || !opt || !opt->handler)
         return -EINVAL;
     *out = NULL;
     ct_jobs_options_t o = *opt;
-    if (o.backend != CT_JOBS_SQLITE && o.backend != CT_JOBS_MEMORY)
+    if (o.backend != CT_JOBS_SQLITE && o.backend != CT_JOBS_MEMORY && o.backend != CT_JOBS_POSTGRES)
         return -EINVAL;
     if (o.backend == CT_JOBS_SQLITE && (!o.path || !*o.path))
+        return -EINVAL;
+    if (o.backend == CT_JOBS_POSTGRES && (!o.conninfo || !*o.conninfo))
         return -EINVAL;
     if (!o.workers)
         o.workers = WORKERS_DEFAULT;
@@ -176,7 +184,8 @@ int ct_jobs_new(ct_jobs_t **out, const ct_jobs_options_t *opt)
     if (!q)
         return -ENOMEM;
     q->o = o;
-    q->o.path = NULL; /* not kept: the caller's string */
+    q->o.path = NULL; /* not kept: the caller's strings */
+    q->o.conninfo = NULL;
     pthread_mutex_init(&q->mu, NULL);
     ct_sem_init(&q->exited, 0);
     int rc;
@@ -187,12 +196,14 @@ int ct_jobs_new(ct_jobs_t **out, const ct_jobs_options_t *opt)
     }
     if ((rc = ct_source_new(&q->stop_src)) < 0 || (rc = ct_source_new(&q->hb_stop)) < 0)
         goto fail;
-    rc = o.backend == CT_JOBS_MEMORY ? ct__jobs_memory_new(&q->be)
-                                     : ct__jobs_sqlite_new(&q->be, opt->path);
+    rc = o.backend == CT_JOBS_MEMORY   ? ct__jobs_memory_new(&q->be)
+         : o.backend == CT_JOBS_SQLITE ? ct__jobs_sqlite_new(&q->be, opt->path)
+                                       : ct__jobs_pg_new(&q->be, opt->conninfo, o.workers);
     if (rc < 0)
         goto fail;
     q->be->notify_cancel = notify_cancel;
     q->be->notify_ctx = q;
+    q->be->log = backend_log;
     char host[48] = "host";
     gethostname(host, sizeof(host) - 1);
     unsigned r = (unsigned) (ct_now_ns() ^ (uint64_t) (uintptr_t) q);

@@ -1,11 +1,13 @@
 /* A worker process for test_jobs_proc and bench_jobs: ct-host + ct-jobs on the SQLite file named
- * first on the command line, printing one line per job event:
+ * first on the command line (or, with `--pg CONNINFO` first, on that PostgreSQL database),
+ * printing one line per job event:
  *   run id=N attempt=A pid=P      a handler started
  *   done id=N                     it returned 0
  *   stopped id=N reason=R detail=D   its token fired (R: shutdown, canceled)
  * Options (key=value): workers, lease, heartbeat, poll (ms), timeout (shutdown timeout, ms),
  * fast=1 (ignore the payload and finish at once; otherwise a job waits payload ms on its token),
- * memory=1 (the memory backend; enqueue=N jobs of payload jobms are added at start).
+ * memory=1 (the memory backend; enqueue=N jobs of payload jobms are added at start),
+ * nolisten=1 (PostgreSQL without its cancel listener: cancels arrive by the heartbeat alone).
  * When the host stops, a service tries to enqueue and prints "enqueue during shutdown rc=N".
  * Exits 0 (everything stopped), 2 (abandoned after the shutdown timeout), 3 (an error). */
 #define _GNU_SOURCE
@@ -15,11 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../src/jobs/backend.h" /* ct__jobs_pg_no_listener */
 #include "ct/host.h"
 #include "ct/jobs.h"
 #include "ct/wait.h"
 
 static int fast;
+static int first_opt = 2; /* argv index of the first key=value */
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -62,7 +66,7 @@ static int probe(void *arg, const ct_token_t *stopping)
 static long long opt(int argc, char **argv, const char *key, long long def)
 {
     size_t n = strlen(key);
-    for (int i = 2; i < argc; i++)
+    for (int i = first_opt; i < argc; i++)
         if (strncmp(argv[i], key, n) == 0 && argv[i][n] == '=')
             return atoll(argv[i] + n + 1);
     return def;
@@ -71,9 +75,14 @@ static long long opt(int argc, char **argv, const char *key, long long def)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DB [key=value...]\n", argv[0]);
+        fprintf(stderr, "usage: %s DB|--pg CONNINFO [key=value...]\n", argv[0]);
         return 3;
     }
+    int pg = strcmp(argv[1], "--pg") == 0;
+    if (pg && argc < 3)
+        return 3;
+    first_opt = pg ? 3 : 2;
+    ct__jobs_pg_no_listener = (int) opt(argc, argv, "nolisten", 0);
     ct_host_t *host;
     int rc = ct_host_new(
         &host, &(ct_host_options_t){.shutdown_timeout_ms = opt(argc, argv, "timeout", 10000)});
@@ -81,8 +90,11 @@ int main(int argc, char **argv)
         return 3;
     fast = (int) opt(argc, argv, "fast", 0);
     ct_jobs_options_t o = {
-        .backend = opt(argc, argv, "memory", 0) ? CT_JOBS_MEMORY : CT_JOBS_SQLITE,
+        .backend = pg                             ? CT_JOBS_POSTGRES
+                   : opt(argc, argv, "memory", 0) ? CT_JOBS_MEMORY
+                                                  : CT_JOBS_SQLITE,
         .path = argv[1],
+        .conninfo = pg ? argv[2] : NULL,
         .handler = handler,
         .workers = (unsigned) opt(argc, argv, "workers", 4),
         .lease_ms = opt(argc, argv, "lease", 0),

@@ -52,7 +52,8 @@ int demo_upstream_get(struct demo *d, const char *path, const ct_token_t *tok, j
 
 /* Seed 000's background worker on ct-jobs (queue.c): the queue as a hosted service, the
  * periodic heartbeat worker, and /api/Demo/queue/... */
-int demo_queue_open(struct demo *d, const char *path, ct_host_t *host);
+/* The queue on the SQLite file `path`, or on PostgreSQL when `conninfo` is not NULL. */
+int demo_queue_open(struct demo *d, const char *path, const char *conninfo, ct_host_t *host);
 int demo_heartbeat_add(struct demo *d, ct_host_t *host);
 int demo_queue_routes(ct_http_server_t *srv, struct demo *d);
 

@@ -390,7 +390,7 @@ int main(int argc, char **argv)
         (rc = demo_seed003_routes(d.srv, &d)) < 0 || (rc = demo_upstream_routes(d.srv, &d)) < 0 ||
         (rc = demo_queue_routes(d.srv, &d)) < 0 ||
         /* Services start in this order and stop in reverse: the HTTP server stops first. */
-        (rc = demo_queue_open(&d, jobs_path, host)) < 0 ||
+        (rc = demo_queue_open(&d, jobs_path, demo_db_is_pg(d.db) ? db_url : NULL, host)) < 0 ||
         (rc = demo_heartbeat_add(&d, host)) < 0 ||
         (rc = ct_host_add(host, &(ct_host_service_t){"http", http_start, http_stop, &http})) < 0) {
         fprintf(stderr, "ct-demo: cannot set up: %s\n", ct_strerror(rc));

@@ -9,9 +9,9 @@
  * A job is the seed's: 5 steps of `stepMs` (500 ms), checking its token. Its log lines are the
  * seed's: "Processing DEMO_01.dat...", "Job DEMO_01.dat done.", "Job DEMO_01.dat canceled.",
  * and "Worker stopping (host shutdown)." when the host stops. Unlike the seed's in-memory
- * channel, the queue is ct-jobs on a SQLite file in the data directory (on PostgreSQL with
- * --db postgres://...): a job cut off by Ctrl+C goes back to pending, without counting an
- * attempt, and completes after the next start.
+ * channel, the queue is ct-jobs on a SQLite file in the data directory (with --db
+ * postgresql://..., on PostgreSQL beside the demo's tables): a job cut off by Ctrl+C goes back
+ * to pending, without counting an attempt, and completes after the next start.
  *
  * Parameter bounds (out of range: 400 naming the parameter): count 1..100 (3), stepMs 0..60000
  * (500), id 1..2^62. The job's kind is its file name; its payload, the step length. */
@@ -66,10 +66,11 @@ static int jobs_start(void *arg, const ct_token_t *stopping)
     return ct_jobs_start(d->jobs, stopping);
 }
 
-int demo_queue_open(struct demo *d, const char *path, ct_host_t *host)
+int demo_queue_open(struct demo *d, const char *path, const char *conninfo, ct_host_t *host)
 {
-    ct_jobs_options_t o = {.backend = CT_JOBS_SQLITE,
+    ct_jobs_options_t o = {.backend = conninfo ? CT_JOBS_POSTGRES : CT_JOBS_SQLITE,
                            .path = path,
+                           .conninfo = conninfo,
                            .handler = process_file,
                            .arg = d,
                            .workers = 1, /* the seed's single BackgroundService */
@@ -77,7 +78,8 @@ int demo_queue_open(struct demo *d, const char *path, ct_host_t *host)
                            .log = jobs_log};
     int rc = ct_jobs_new(&d->jobs, &o);
     if (rc < 0) {
-        demo_log("cannot open the job queue %s: %s", path, ct_strerror(rc));
+        demo_log("cannot open the job queue %s: %s", conninfo ? "on PostgreSQL" : path,
+                 ct_strerror(rc));
         return rc;
     }
     return ct_host_add(host, &(ct_host_service_t){"jobs", jobs_start, jobs_stop, d});

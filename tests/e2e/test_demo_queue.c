@@ -7,6 +7,23 @@
 
 static char out[1 << 16];
 
+/* The demo's arguments for this build: none (SQLite), or --db on the test PostgreSQL server. */
+static const char *const *db_args(void)
+{
+#ifdef CT_TEST_DEMO_PG
+    static char url[256];
+    static const char *args[] = {"--db", url, NULL};
+    char host[64], user[64], dbname[64];
+    int port;
+    assert_int_equal(4, sscanf(ct_test_pg_conninfo(), "host=%63s port=%d user=%63s dbname=%63s",
+                               host, &port, user, dbname));
+    snprintf(url, sizeof(url), "postgresql://%s@%s:%d/%s", user, host, port, dbname);
+    return args;
+#else
+    return NULL;
+#endif
+}
+
 /* The ids of {"enqueued":[...]}. */
 static int ids_of(const char *body, int64_t *ids, int max)
 {
@@ -29,7 +46,7 @@ static bool job_has(struct demo *d, int64_t id, const char *needle)
 
 static void test_enqueued_jobs_are_processed_in_order(void **state)
 {
-    struct demo *d = demo_start();
+    struct demo *d = demo_start_in(NULL, db_args());
     assert_int_equal(
         0, curl(d, out, sizeof(out), "POST", "/api/Demo/queue/enqueue?count=3&stepMs=20", NULL));
     int64_t ids[3];
@@ -53,7 +70,7 @@ static void test_enqueued_jobs_are_processed_in_order(void **state)
 
 static void test_cancel_by_id_pending_never_runs_running_stops(void **state)
 {
-    struct demo *d = demo_start();
+    struct demo *d = demo_start_in(NULL, db_args());
     /* One worker: the first job runs (5 x 2 s), the second waits. */
     assert_int_equal(
         0, curl(d, out, sizeof(out), "POST", "/api/Demo/queue/enqueue?count=2&stepMs=2000", NULL));
@@ -81,7 +98,7 @@ static void test_cancel_by_id_pending_never_runs_running_stops(void **state)
 
 static void test_sigterm_requeues_the_running_job_and_a_restart_completes_all(void **state)
 {
-    struct demo *d = demo_start();
+    struct demo *d = demo_start_in(NULL, db_args());
     assert_int_equal(
         0, curl(d, out, sizeof(out), "POST", "/api/Demo/queue/enqueue?count=3&stepMs=300", NULL));
     int64_t ids[3];
@@ -99,7 +116,7 @@ static void test_sigterm_requeues_the_running_job_and_a_restart_completes_all(vo
     assert_int_equal(0, demo_wait_exit(d, dir, sizeof(dir)));
 
     /* The next start finds the interrupted job pending and runs all three. */
-    d = demo_start_in(dir, NULL);
+    d = demo_start_in(dir, db_args());
     for (int i = 0; i < 3; i++)
         assert_true(CT_WAIT_FOR(job_has(d, ids[i], "\"status\":\"completed\""), 15000));
     /* The interrupted attempt did not count. */
@@ -111,7 +128,7 @@ static void test_sigterm_requeues_the_running_job_and_a_restart_completes_all(vo
 static void test_heartbeat_worker_ticks_and_stops_with_the_host(void **state)
 {
     const char *extra[] = {"--heartbeat-ms", "100", NULL};
-    struct demo *d = demo_start_with(extra);
+    struct demo *d = demo_start_in(NULL, extra);
     assert_true(CT_WAIT_FOR(logged(d, "heartbeat: ") &&
                                 strstr(strstr(d->log, "heartbeat: ") + 1, "heartbeat: "),
                             10000));

@@ -17,7 +17,7 @@ CTEST = ctest --output-on-failure -j$(JOBS) --no-tests=error
 all: build
 
 build:
-	@test -f build/CMakeCache.txt || cmake -S . -B build
+	@test -f build/Makefile || cmake -S . -B build
 	cmake --build build -j$(JOBS)
 
 deps:
@@ -31,19 +31,19 @@ test: deps build
 
 test-asan:
 	@scripts/deps.sh sanitize
-	@test -f build-asan/CMakeCache.txt || CC=clang cmake -S . -B build-asan -DCT_SANITIZE=address -DCT_TEST_TIMEOUT_SCALE=4 -DCT_BUILD_EXAMPLES=ON
+	@test -f build-asan/Makefile || CC=clang cmake -S . -B build-asan -DCT_SANITIZE=address -DCT_TEST_TIMEOUT_SCALE=4 -DCT_BUILD_EXAMPLES=ON
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
 
 test-tsan:
 	@scripts/deps.sh sanitize
-	@test -f build-tsan/CMakeCache.txt || CC=clang cmake -S . -B build-tsan -DCT_SANITIZE=thread -DCT_TEST_TIMEOUT_SCALE=8 -DCT_BUILD_EXAMPLES=ON
+	@test -f build-tsan/Makefile || CC=clang cmake -S . -B build-tsan -DCT_SANITIZE=thread -DCT_TEST_TIMEOUT_SCALE=8 -DCT_BUILD_EXAMPLES=ON
 	cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST)
 
 bench:
 	@scripts/deps.sh bench
-	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	@test -f build-bench/Makefile || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
 	cmake --build build-bench -j$(JOBS)
 	./build-bench/bench/bench_token
 	./build-bench/bench/bench_pool
@@ -58,7 +58,7 @@ bench:
 # BENCH_HTTP_ARGS: e.g. --quick, or --only storm|throughput|scale.
 bench-http:
 	@scripts/deps.sh httpbench
-	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	@test -f build-bench/Makefile || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
 	cmake --build build-bench -j$(JOBS)
 	bench/http/run.sh $(BENCH_HTTP_ARGS)
 
@@ -66,7 +66,7 @@ bench-http:
 # stopped. BENCH_DB_ARGS: e.g. --n 1000 --conc 8.
 bench-db:
 	@scripts/deps.sh bench
-	@test -f build-bench/CMakeCache.txt || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	@test -f build-bench/Makefile || cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCT_BUILD_BENCH=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
 	cmake --build build-bench -j$(JOBS)
 	bench/http/db_abort.sh $(BENCH_DB_ARGS)
 
@@ -77,7 +77,7 @@ bench-db:
 FUZZ_TARGETS ?= http_parser http_request
 fuzz:
 	@scripts/deps.sh sanitize
-	@test -f build-fuzz/CMakeCache.txt || CC=clang cmake -S . -B build-fuzz -DCT_BUILD_FUZZ=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
+	@test -f build-fuzz/Makefile || CC=clang cmake -S . -B build-fuzz -DCT_BUILD_FUZZ=ON -DCT_BUILD_TESTS=OFF -DCT_BUILD_EXAMPLES=OFF
 	cmake --build build-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	@for t in $(FUZZ_TARGETS); do \
 	  work=$$(mktemp -d) && cp tests/fuzz/corpus/$$t/* "$$work"/ && \

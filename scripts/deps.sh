@@ -7,6 +7,7 @@ set -eu
 
 pkgs_build="build-essential cmake pkg-config libcmocka-dev libjansson-dev libsqlite3-dev curl python3"
 pkgs_build="$pkgs_build postgresql libpq-dev" # ct-pg, and the server its tests start
+pkgs_build="$pkgs_build libcurl4-openssl-dev" # ct-curl
 pkgs_sanitize="clang libclang-rt-14-dev"
 pkgs_bench="g++"
 pkgs_httpbench="golang-go nginx-light wrk" # the peers and the load of bench/http/run.sh

@@ -1,6 +1,6 @@
 /* ct-demo: the seed articles' scenarios as a real HTTP API on ct.
  *
- *   ct-demo [--listen HOST:PORT] [--data-dir DIR] [--db URL] [--upstream URL] [--help]
+ *   ct-demo [--listen HOST:PORT] [--data-dir DIR] [--db URL] [--upstream URL] [--help] ...
  *
  * Environment: CT_DEMO_LISTEN, CT_DEMO_DATA_DIR, CT_DEMO_DB, CT_DEMO_UPSTREAM (the options win).
  * Logs go to stderr: the access log (one line per request, 499 when the client left) and the
@@ -40,6 +40,8 @@ static const char usage[] =
     "  --db URL            the layered endpoints' database: postgres://... for PostgreSQL,\n"
     "                      else a SQLite file (default DIR/ct-demo.db; env CT_DEMO_DB);\n"
     "                      the demo data is created on first run\n"
+    "  --db-conns N        database connections the endpoints share, 1..64 (default 8);\n"
+    "                      a request waits for a free one with its token\n"
     "  --upstream URL      where the outbound calls go (default: this server itself, which\n"
     "                      serves /upstream/...; env CT_DEMO_UPSTREAM)\n"
     "  --upstream-delay-ms N  how long /upstream/... takes to answer, 0..600000 (default 300)\n"
@@ -280,11 +282,25 @@ static int http_stop(void *arg, const ct_token_t *tok)
     return ct_http_server_stop(h->d->srv);
 }
 
+/* `text` as a whole number in min..max into *out; false (after saying so) otherwise. */
+static bool num_arg(const char *flag, const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) {
+        fprintf(stderr, "ct-demo: %s must be %ld..%ld\n", flag, min, max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = getenv("CT_DEMO_LISTEN"), *data_dir = getenv("CT_DEMO_DATA_DIR");
     const char *db_url = getenv("CT_DEMO_DB"), *upstream = getenv("CT_DEMO_UPSTREAM");
-    long drain_ms = 10000, upstream_delay = 300, heartbeat_ms = 30000;
+    long drain_ms = 10000, upstream_delay = 300, heartbeat_ms = 30000, db_conns = 8;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
@@ -298,26 +314,21 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--upstream") == 0 && i + 1 < argc) {
             upstream = argv[++i];
         } else if (strcmp(argv[i], "--upstream-delay-ms") == 0 && i + 1 < argc) {
-            char *end;
-            upstream_delay = strtol(argv[++i], &end, 10);
-            if (*end || upstream_delay < 0 || upstream_delay > 600000) {
-                fprintf(stderr, "ct-demo: --upstream-delay-ms must be 0..600000\n");
+            if (!num_arg(argv[i], argv[i + 1], 0, 600000, &upstream_delay))
                 return 2;
-            }
+            i++;
         } else if (strcmp(argv[i], "--heartbeat-ms") == 0 && i + 1 < argc) {
-            char *end;
-            heartbeat_ms = strtol(argv[++i], &end, 10);
-            if (*end || heartbeat_ms < 0 || heartbeat_ms > 3600000) {
-                fprintf(stderr, "ct-demo: --heartbeat-ms must be 0..3600000\n");
+            if (!num_arg(argv[i], argv[i + 1], 0, 3600000, &heartbeat_ms))
                 return 2;
-            }
+            i++;
         } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
-            char *end;
-            drain_ms = strtol(argv[++i], &end, 10);
-            if (*end || drain_ms < 0 || drain_ms > 600000) {
-                fprintf(stderr, "ct-demo: --drain-ms must be 0..600000\n");
+            if (!num_arg(argv[i], argv[i + 1], 0, 600000, &drain_ms))
                 return 2;
-            }
+            i++;
+        } else if (strcmp(argv[i], "--db-conns") == 0 && i + 1 < argc) {
+            if (!num_arg(argv[i], argv[i + 1], 1, 64, &db_conns))
+                return 2;
+            i++;
         } else {
             fprintf(stderr, "ct-demo: unknown argument '%s'\n\n%s", argv[i], usage);
             return 2;
@@ -369,7 +380,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ct-demo: --upstream is longer than 200 bytes\n");
         return 2;
     }
-    if (demo_db_open(&d.db, db_url, 8) < 0 || demo_repo_migrate(d.db) < 0) {
+    if (demo_db_open(&d.db, db_url, (int) db_conns) < 0 || demo_repo_migrate(d.db) < 0) {
         fprintf(stderr, "ct-demo: cannot use the database %s (see above)\n", db_url);
         return 1;
     }

@@ -11,8 +11,11 @@
 
 static char out[1 << 17];
 
-static struct demo *start(void)
+/* ct-demo with `more` (NULL-terminated, up to 4) after the test's own arguments. */
+static struct demo *start_with(const char *const *more)
 {
+    const char *args[8] = {NULL};
+    int n = 0;
 #ifdef CT_TEST_DEMO_PG
     /* The test server's "host=... port=... user=... dbname=..." as the URL users pass. */
     static char url[256];
@@ -21,11 +24,17 @@ static struct demo *start(void)
     assert_int_equal(4, sscanf(ct_test_pg_conninfo(), "host=%63s port=%d user=%63s dbname=%63s",
                                host, &port, user, dbname));
     snprintf(url, sizeof(url), "postgresql://%s@%s:%d/%s", user, host, port, dbname);
-    const char *extra[] = {"--db", url, NULL};
-    return demo_start_with(extra);
-#else
-    return demo_start();
+    args[n++] = "--db";
+    args[n++] = url;
 #endif
+    for (int i = 0; more && more[i] && n < 7; i++)
+        args[n++] = more[i];
+    return demo_start_with(args);
+}
+
+static struct demo *start(void)
+{
+    return start_with(NULL);
 }
 
 /* Seconds from the client giving up to the access log's 499 line for `needle`. */
@@ -211,6 +220,7 @@ static void test_report_by_id_names_who_asked(void **state)
 struct bg_curl {
     struct demo *d;
     const char *path;
+    const char *opts; /* curl's options; NULL: "-w %{http_code}" */
     char out[4096];
     int rc;
 };
@@ -218,8 +228,36 @@ struct bg_curl {
 static void *bg_get(void *arg)
 {
     struct bg_curl *b = arg;
-    b->rc = curl(b->d, b->out, sizeof(b->out), "GET", b->path, "-w %{http_code}");
+    b->rc =
+        curl(b->d, b->out, sizeof(b->out), "GET", b->path, b->opts ? b->opts : "-w %{http_code}");
     return NULL;
+}
+
+static bool in_flight(struct demo *d, int n)
+{
+    char m[1 << 15], line[64];
+    snprintf(line, sizeof(line), "ct_http_requests_in_flight %d\n", n);
+    return curl(d, m, sizeof(m), "GET", "/metrics", NULL) == 0 && strstr(m, line);
+}
+
+/* /products' query is instant; what a client can give up on is the wait for a connection. With
+ * one connection, held by a slow report, the products request waits for it with its token: the
+ * client leaving ends that wait at once, and the connection, once free, serves the next one. */
+static void test_products_stops_waiting_for_a_connection_when_the_client_leaves(void **state)
+{
+    static const char *const one_conn[] = {"--db-conns", "1", NULL};
+    struct demo *d = start_with(one_conn);
+    struct bg_curl b = {.d = d, .path = "/reports/sales?scale=100000", .opts = "--max-time 5"};
+    ct_test_thread_t *th = ct_test_thread_start(bg_get, &b);
+    assert_true(CT_WAIT_FOR(in_flight(d, 2), 10000)); /* the report, and this /metrics */
+    assert_stops_soon(d, "/products", "0.5", "GET /products 499");
+    assert_false(logged(d, "GET /reports/sales 499")); /* the report still holds the connection */
+    ct_test_thread_join(th);
+    assert_int_equal(28, b.rc);
+    assert_true(CT_WAIT_FOR(logged(d, "GET /reports/sales 499"), 5000));
+    assert_int_equal(0, curl(d, out, sizeof(out), "GET", "/products", NULL));
+    assert_non_null(strstr(out, "{\"id\":50,"));
+    assert_int_equal(0, demo_stop(d));
 }
 
 static void test_report_by_id_stops_when_the_host_shuts_down(void **state)
@@ -227,10 +265,7 @@ static void test_report_by_id_stops_when_the_host_shuts_down(void **state)
     struct demo *d = start();
     struct bg_curl b = {.d = d, .path = "/reports/5?metadataDelayMs=0&scale=1000000"};
     ct_test_thread_t *th = ct_test_thread_start(bg_get, &b);
-    char m[1 << 15];
-    assert_true(CT_WAIT_FOR(curl(d, m, sizeof(m), "GET", "/metrics", NULL) == 0 &&
-                                strstr(m, "ct_http_requests_in_flight 2\n"),
-                            10000));
+    assert_true(CT_WAIT_FOR(in_flight(d, 2), 10000));
     demo_sigterm(d);
     ct_test_thread_join(th);
     assert_int_equal(0, b.rc);
@@ -252,6 +287,7 @@ static void test_fetch_data_aborts_its_outbound_call(void **state)
 }
 
 CT_TEST_MAIN(cmocka_unit_test(test_products_come_from_the_database_file),
+             cmocka_unit_test(test_products_stops_waiting_for_a_connection_when_the_client_leaves),
              cmocka_unit_test(test_weather_forecast_from_today_in_date_order),
              cmocka_unit_test(test_weather_forecast_stops_its_query_when_the_client_leaves),
              cmocka_unit_test(test_weather_with_timeout_answers_408),

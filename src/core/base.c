@@ -1,7 +1,10 @@
 /* Error text and the replaceable allocator. */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +53,42 @@ void ct__free(void *ptr)
 {
     if (ptr)
         LOAD(free_fn)(ptr);
+}
+
+char *ct__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = ct__malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+int ct__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    /* Faults stay deliverable: blocked, the kernel would kill the process without running a
+     * handler (a sanitizer's report, a crash handler). */
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+        sigdelset(&all, faults[i]);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
+void ct__logf(void (*log)(void *arg, const char *line), void *arg, const char *fmt, ...)
+{
+    if (!log)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log(arg, line);
 }
 
 const void *ct__thread_id(void)

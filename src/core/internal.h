@@ -9,6 +9,7 @@
 #endif
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -27,12 +28,24 @@ void *ct__malloc(size_t size);
 void *ct__calloc(size_t count, size_t size);
 void *ct__realloc(void *ptr, size_t size);
 void ct__free(void *ptr);
+/* A copy of `s` from ct__malloc (free with ct__free); NULL when out of memory. */
+char *ct__strdup(const char *s);
 /* Is the C library's allocator the one in use (no ct_allocator_set() in force)? */
 extern bool ct__libc_allocator;
 static inline bool ct__allocator_is_libc(void)
 {
     return __atomic_load_n(&ct__libc_allocator, __ATOMIC_RELAXED);
 }
+
+/* Format one line (up to 255 bytes, cut beyond) and hand it to `log` with `arg`; nothing when
+ * `log` is NULL. The libraries' own log callbacks all go through this. */
+void ct__logf(void (*log)(void *arg, const char *line), void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* pthread_create() with every signal but the faults (SIGSEGV, SIGBUS, ...) blocked in the new
+ * thread: signals are the host's business (ct/host.h), and a ct thread must never be the one the
+ * kernel picks to deliver them. Returns 0 or a negative errno. */
+int ct__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* An address unique to the calling thread, for "is this the thread that ..." questions. */
 const void *ct__thread_id(void);

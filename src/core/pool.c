@@ -16,7 +16,6 @@
  * Whoever moves a task out of QUEUED owns its registration and unregisters it. */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -235,17 +234,13 @@ static int start_thread(ct_pool_t *p)
     w->task = NULL;
     w->idle = w->exited = w->joined = false;
 
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are for the host's signal thread */
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    int rc = ct__thread_start(&w->thread, worker_main, w);
+    if (rc < 0) {
         if (fresh)
             ct__free(w);
         else
             w->exited = w->joined = true; /* the slot stays free */
-        return -rc;
+        return rc;
     }
     if (fresh) {
         w->all_next = p->all;

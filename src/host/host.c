@@ -14,7 +14,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,39 +76,7 @@ static void default_log(void *arg, const char *line)
     fprintf(stderr, "ct-host: %s\n", line);
 }
 
-static void hlog(ct_host_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void hlog(ct_host_t *h, const char *fmt, ...)
-{
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    h->opt.log(h->opt.log_arg, line);
-}
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = ct__malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
-/* Start a thread with SIGTERM and SIGINT blocked whatever the caller's mask is, so that a host
- * thread is never the one the kernel picks to kill the process. */
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc ? -rc : 0;
-}
+#define hlog(h, ...) ct__logf((h)->opt.log, (h)->opt.log_arg, __VA_ARGS__)
 
 /* ---- systemd notification -------------------------------------------------------------------- */
 
@@ -200,7 +167,7 @@ int ct_host_new(ct_host_t **out, const ct_host_options_t *o)
             rc = -errno;
             goto fail;
         }
-        if ((rc = spawn(&h->sig_thread, signal_main, h)) < 0)
+        if ((rc = ct__thread_start(&h->sig_thread, signal_main, h)) < 0)
             goto fail;
         h->has_sig_thread = 1;
     }
@@ -225,7 +192,7 @@ static int add(ct_host_t *h, const ct_host_service_t *svc, struct bg *bg)
         h->svcs = n;
         h->cap = cap;
     }
-    char *name = dup_str(svc->name ? svc->name : "service");
+    char *name = ct__strdup(svc->name ? svc->name : "service");
     if (!name)
         return -ENOMEM;
     h->svcs[h->nsvcs++] = (struct svc){.name = name, .s = *svc, .bg = bg};
@@ -264,7 +231,7 @@ static int bg_start(void *arg, const ct_token_t *stopping)
     struct bg *bg = arg;
     bg->stopping = stopping;
     __atomic_add_fetch(&bg->refs, 1, __ATOMIC_RELAXED);
-    int rc = spawn(&bg->thread, bg_main, bg);
+    int rc = ct__thread_start(&bg->thread, bg_main, bg);
     if (rc < 0)
         __atomic_sub_fetch(&bg->refs, 1, __ATOMIC_RELAXED);
     return rc;
@@ -293,7 +260,7 @@ int ct_host_add_background(ct_host_t *host, const char *name, ct_host_run_fn run
     bg->run = run;
     bg->arg = arg;
     bg->host = host;
-    bg->name = dup_str(name ? name : "background");
+    bg->name = ct__strdup(name ? name : "background");
     int rc = bg->name ? ct_sem_init(&bg->done, 0) : -ENOMEM;
     if (rc < 0) {
         ct__free(bg->name);
@@ -372,7 +339,7 @@ static int stop_services(ct_host_t *h)
     st->next = h->nsvcs;
     ct_sem_init(&st->done, 0);
     pthread_t t;
-    if ((rc = spawn(&t, stopper_main, st)) < 0) {
+    if ((rc = ct__thread_start(&t, stopper_main, st)) < 0) {
         ct_token_unref(st->tok);
         ct_sem_destroy(&st->done);
         ct__free(st);

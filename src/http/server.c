@@ -12,7 +12,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,18 +512,13 @@ int ct_http_server_start(ct_http_server_t *s)
         if ((rc = io_init(s, &s->io[i])) < 0)
             return rc;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the host's business */
     for (unsigned i = 0; i < s->nio; i++) {
-        if ((rc = -pthread_create(&s->io[i].thread, NULL, io_main, &s->io[i])) < 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if ((rc = ct__thread_start(&s->io[i].thread, io_main, &s->io[i])) < 0) {
             s->nio = i; /* the started ones are stopped by free */
             s->started = true;
             return rc;
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     s->started = true;
     return 0;
 }

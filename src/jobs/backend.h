@@ -15,9 +15,11 @@
 #ifndef CT_JOBS_BACKEND_H
 #define CT_JOBS_BACKEND_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "ct/jobs.h"
+#include "ct/wait.h"
 
 /* One claimed attempt. kind and payload are owned by the claim (ct__jobs_claim_clear). */
 struct ct__jobs_claim {
@@ -86,8 +88,28 @@ int ct__jobs_pg_new(struct ct__jobs_backend **out, const char *conninfo, unsigne
  * cancels from other processes arrive through the heartbeat alone. */
 extern int ct__jobs_pg_no_listener;
 
+/* What the durable backends share. Their idle claims sleep on a doorbell until an enqueue or a
+ * requeue in this process rings it, the next due job, or the caller's deadline (which is how
+ * jobs of other processes and expired leases are found). */
+struct ct__jobs_doorbell {
+    pthread_mutex_t mu;
+    ct_cond_t cond;
+    uint64_t rings; /* guarded by mu */
+};
+void ct__jobs_doorbell_init(struct ct__jobs_doorbell *b);
+void ct__jobs_doorbell_destroy(struct ct__jobs_doorbell *b);
+void ct__jobs_doorbell_ring(struct ct__jobs_doorbell *b);
+/* The count to pass to ct__jobs_doorbell_wait(): read before looking for a due job. */
+uint64_t ct__jobs_doorbell_rings(struct ct__jobs_doorbell *b);
+/* Sleep until a ring after `seen`, `due_in_ms` from now (< 0: no due job) or `deadline`.
+ * Returns 0: look again; -ECANCELED; -ETIMEDOUT: the caller's deadline passed. */
+int ct__jobs_doorbell_wait(struct ct__jobs_doorbell *b, uint64_t seen, const ct_token_t *tok,
+                           int64_t deadline, int64_t due_in_ms);
+/* The high bits of a queue's lease tokens, random per queue; a counter goes below, so two
+ * processes (or two queues) never hand out the same token. */
+uint64_t ct__jobs_lease_base(void);
+
 void ct__jobs_claim_clear(struct ct__jobs_claim *c);
 int64_t ct__jobs_wall_ms(void);
-char *ct__jobs_strdup(const char *s);
 
 #endif

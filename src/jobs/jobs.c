@@ -12,11 +12,10 @@
 #include "ct/jobs.h"
 
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,20 +74,67 @@ int64_t ct__jobs_wall_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-char *ct__jobs_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = ct__malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 void ct__jobs_claim_clear(struct ct__jobs_claim *c)
 {
     ct__free(c->kind);
     ct__free(c->payload);
     memset(c, 0, sizeof(*c));
+}
+
+void ct__jobs_doorbell_init(struct ct__jobs_doorbell *b)
+{
+    pthread_mutex_init(&b->mu, NULL);
+    ct_cond_init(&b->cond);
+    b->rings = 0;
+}
+
+void ct__jobs_doorbell_destroy(struct ct__jobs_doorbell *b)
+{
+    ct_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->mu);
+}
+
+void ct__jobs_doorbell_ring(struct ct__jobs_doorbell *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->rings++;
+    pthread_mutex_unlock(&b->mu);
+    ct_cond_broadcast(&b->cond);
+}
+
+uint64_t ct__jobs_doorbell_rings(struct ct__jobs_doorbell *b)
+{
+    pthread_mutex_lock(&b->mu);
+    uint64_t n = b->rings;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+int ct__jobs_doorbell_wait(struct ct__jobs_doorbell *b, uint64_t seen, const ct_token_t *tok,
+                           int64_t deadline, int64_t due_in_ms)
+{
+    int64_t until = deadline;
+    if (due_in_ms >= 0) {
+        int64_t at = ct_deadline_after(due_in_ms);
+        if (until < 0 || at < until)
+            until = at;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
+    while (b->rings == seen && rc == 0)
+        rc = ct_cond_wait(&b->cond, &b->mu, tok, until);
+    pthread_mutex_unlock(&b->mu);
+    if (rc == -ECANCELED || (rc == -ETIMEDOUT && until == deadline))
+        return rc;
+    return 0;
+}
+
+uint64_t ct__jobs_lease_base(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t) sizeof(r))
+        r = (uint64_t) ct_now_ns() * 0x9e3779b97f4a7c15u;
+    return r & 0x7fffffff00000000u;
 }
 
 static void default_log(void *arg, const char *line)
@@ -97,16 +143,7 @@ static void default_log(void *arg, const char *line)
     fprintf(stderr, "ct-jobs: %s\n", line);
 }
 
-static void jlog(ct_jobs_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jlog(ct_jobs_t *q, const char *fmt, ...)
-{
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    q->o.log(q->o.log_arg, line);
-}
+#define jlog(q, ...) ct__logf((q)->o.log, (q)->o.log_arg, __VA_ARGS__)
 
 const char *ct_job_status_name(int status)
 {
@@ -352,19 +389,6 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    /* Job threads never take the host's signals (see ct/host.h). */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return -rc;
-}
-
 int ct_jobs_start(ct_jobs_t *q, const ct_token_t *stopping)
 {
     if (!q)
@@ -379,13 +403,13 @@ int ct_jobs_start(ct_jobs_t *q, const ct_token_t *stopping)
         return rc;
     for (unsigned i = 0; i < q->o.workers; i++) {
         q->w[i].q = q;
-        if ((rc = spawn(&q->w[i].thread, worker_main, &q->w[i])) < 0)
+        if ((rc = ct__thread_start(&q->w[i].thread, worker_main, &q->w[i])) < 0)
             break;
         pthread_mutex_lock(&q->mu);
         q->nstarted++;
         pthread_mutex_unlock(&q->mu);
     }
-    if (rc == 0 && (rc = spawn(&q->hb_thread, heartbeat_main, q)) == 0)
+    if (rc == 0 && (rc = ct__thread_start(&q->hb_thread, heartbeat_main, q)) == 0)
         q->hb_started = 1;
     if (rc < 0) {
         ct_jobs_stop(q, NULL);

@@ -65,7 +65,7 @@ static int mem_enqueue(struct ct__jobs_backend *be, const char *kind, const char
                        int max_attempts, int64_t now, int64_t run_at, int64_t *id)
 {
     struct mem *m = M(be);
-    char *k = ct__jobs_strdup(kind), *p = ct__jobs_strdup(payload);
+    char *k = ct__strdup(kind), *p = ct__strdup(payload);
     if (!k || !p) {
         ct__free(k);
         ct__free(p);
@@ -147,7 +147,7 @@ static int mem_claim(struct ct__jobs_backend *be, const char *worker, int64_t le
             pthread_mutex_unlock(&m->mu);
             continue; /* canceled while it waited */
         }
-        char *k = ct__jobs_strdup(r->kind), *p = ct__jobs_strdup(r->payload);
+        char *k = ct__strdup(r->kind), *p = ct__strdup(r->payload);
         if (!k || !p) {
             ct_chan_try_send(m->ready, &id); /* put it back */
             pthread_mutex_unlock(&m->mu);

@@ -21,12 +21,10 @@
  * the running jobs whose cancel was requested. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "../core/internal.h"
 #include "backend.h"
@@ -121,11 +119,9 @@ struct pgq {
     struct ct__jobs_backend base;
     ct_pg_pool_t *pool;
     char *conninfo;
-    char schema[64]; /* current_schema() of our connections */
-    pthread_mutex_t mu;
-    ct_cond_t cond;     /* an enqueue or a requeue here: idle claims look again */
-    uint64_t gen;       /* guarded by mu */
-    int listener_tried; /* guarded by mu */
+    char schema[64];               /* current_schema() of our connections */
+    struct ct__jobs_doorbell bell; /* an enqueue or a requeue here: idle claims look again */
+    int listener_tried;            /* atomic */
     struct ct__jobs_pg_listener *listener;
     uint64_t lease_base;
     uint64_t lease_seq; /* atomic */
@@ -136,26 +132,7 @@ static struct pgq *P(struct ct__jobs_backend *be)
     return (struct pgq *) be;
 }
 
-static void plog(struct pgq *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void plog(struct pgq *s, const char *fmt, ...)
-{
-    if (!s->base.log)
-        return;
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    s->base.log(s->base.notify_ctx, line);
-}
-
-static void wake(struct pgq *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->gen++;
-    pthread_mutex_unlock(&s->mu);
-    ct_cond_broadcast(&s->cond);
-}
+#define plog(s, ...) ct__logf((s)->base.log, (s)->base.notify_ctx, __VA_ARGS__)
 
 /* A token for a call that has none: fires after OP_MS. */
 struct bound {
@@ -222,7 +199,7 @@ static int pg_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
         return rc;
     *id = val64(r, 0, 0);
     PQclear(r);
-    wake(s);
+    ct__jobs_doorbell_ring(&s->bell);
     return 0;
 }
 
@@ -231,15 +208,15 @@ static int pg_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
  * the listener's thread inherits that mask. */
 static void start_listener(struct pgq *s)
 {
-    pthread_mutex_lock(&s->mu);
-    if (!s->listener_tried && !__atomic_load_n(&ct__jobs_pg_no_listener, __ATOMIC_RELAXED)) {
-        s->listener_tried = 1;
-        /* On failure (no thread, no memory) the heartbeat still delivers cancels. */
-        if (ct__jobs_pg_listener_start(&s->listener, &s->base, s->conninfo, s->schema) < 0)
-            plog(s, "cancel listener not started: cancels from other processes wait for the "
-                    "heartbeat");
-    }
-    pthread_mutex_unlock(&s->mu);
+    if (__atomic_load_n(&s->listener_tried, __ATOMIC_ACQUIRE) ||
+        __atomic_exchange_n(&s->listener_tried, 1, __ATOMIC_ACQ_REL) ||
+        __atomic_load_n(&ct__jobs_pg_no_listener, __ATOMIC_RELAXED))
+        return;
+    /* On failure (no thread, no memory) the heartbeat still delivers cancels. s->listener is
+     * read again only by pg_free(), after every worker has returned. */
+    if (ct__jobs_pg_listener_start(&s->listener, &s->base, s->conninfo, s->schema) < 0)
+        plog(s, "cancel listener not started: cancels from other processes wait for the "
+                "heartbeat");
 }
 
 /* One claim. Returns 0 and *c; -EAGAIN nothing due, *next_due_ms the delay until the next
@@ -274,8 +251,8 @@ static int try_claim(struct pgq *s, const char *worker, int64_t lease_ms, struct
         return -EAGAIN;
     }
     *c = (struct ct__jobs_claim){.id = val64(r, 0, 0),
-                                 .kind = ct__jobs_strdup(PQgetvalue(r, 0, 1)),
-                                 .payload = ct__jobs_strdup(PQgetvalue(r, 0, 2)),
+                                 .kind = ct__strdup(PQgetvalue(r, 0, 1)),
+                                 .payload = ct__strdup(PQgetvalue(r, 0, 2)),
                                  .attempt = (int) val64(r, 0, 3),
                                  .max_attempts = (int) val64(r, 0, 4),
                                  .cancel_requested = (int) val64(r, 0, 5),
@@ -296,29 +273,13 @@ static int pg_claim(struct ct__jobs_backend *be, const char *worker, int64_t lea
     struct pgq *s = P(be);
     start_listener(s);
     for (;;) {
-        pthread_mutex_lock(&s->mu);
-        uint64_t gen = s->gen;
-        pthread_mutex_unlock(&s->mu);
+        uint64_t seen = ct__jobs_doorbell_rings(&s->bell);
         int64_t next_due = -1;
         int rc = try_claim(s, worker, lease_ms, c, tok, deadline, &next_due);
         if (rc != -EAGAIN)
             return rc;
-        /* Nothing due: sleep until an enqueue here, the next due job, or the caller's deadline
-         * (which is how jobs of other processes and expired leases are found). */
-        int64_t until = deadline;
-        if (next_due >= 0) {
-            int64_t at = ct_deadline_after(next_due);
-            if (until < 0 || at < until)
-                until = at;
-        }
-        pthread_mutex_lock(&s->mu);
-        rc = 0;
-        while (s->gen == gen && rc == 0)
-            rc = ct_cond_wait(&s->cond, &s->mu, tok, until);
-        pthread_mutex_unlock(&s->mu);
-        if (rc == -ECANCELED)
-            return rc;
-        if (rc == -ETIMEDOUT && until == deadline)
+        /* Nothing due: next_due is ms from now on the server's clock. */
+        if ((rc = ct__jobs_doorbell_wait(&s->bell, seen, tok, deadline, next_due)) < 0)
             return rc;
     }
 }
@@ -376,7 +337,7 @@ static int pg_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *c
     rc = strcmp(PQcmdTuples(r), "0") == 0 ? -ESTALE : 0;
     PQclear(r);
     if (rc == 0 && !final)
-        wake(s);
+        ct__jobs_doorbell_ring(&s->bell);
     return rc;
 }
 
@@ -457,8 +418,7 @@ static void pg_free(struct ct__jobs_backend *be)
     ct__jobs_pg_listener_stop(s->listener);
     ct_pg_pool_free(s->pool);
     ct__free(s->conninfo);
-    ct_cond_destroy(&s->cond);
-    pthread_mutex_destroy(&s->mu);
+    ct__jobs_doorbell_destroy(&s->bell);
     ct__free(s);
 }
 
@@ -478,15 +438,11 @@ int ct__jobs_pg_new(struct ct__jobs_backend **out, const char *conninfo, unsigne
     struct pgq *s = ct__calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    ct_cond_init(&s->cond);
-    pthread_mutex_init(&s->mu, NULL);
+    ct__jobs_doorbell_init(&s->bell);
     s->base.ops = &pg_ops;
-    uint64_t rnd = 0;
-    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
-        rnd = (uint64_t) ct_now_ns() * 0x9e3779b97f4a7c15u;
-    s->lease_base = (rnd & 0x7fffffff00000000u);
+    s->lease_base = ct__jobs_lease_base();
     int rc;
-    if (!(s->conninfo = ct__jobs_strdup(conninfo))) {
+    if (!(s->conninfo = ct__strdup(conninfo))) {
         rc = -ENOMEM;
         goto fail;
     }

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,19 +37,7 @@ struct ct__jobs_pg_listener {
     pthread_t thread;
 };
 
-static void plog(struct ct__jobs_pg_listener *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void plog(struct ct__jobs_pg_listener *s, const char *fmt, ...)
-{
-    if (!s->be->log)
-        return;
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    s->be->log(s->be->notify_ctx, line);
-}
+#define plog(s, ...) ct__logf((s)->be->log, (s)->be->notify_ctx, __VA_ARGS__)
 
 /* Hand every notification read so far to the workers' layer. */
 static void deliver(struct ct__jobs_pg_listener *s, PGconn *conn)

@@ -17,7 +17,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "../core/internal.h"
 #include "backend.h"
@@ -97,10 +96,8 @@ struct sq {
     struct ct__jobs_backend base;
     ct_sqlite_t *db;
     sqlite3_stmt *st[S_COUNT];
-    ct_sem_t lock; /* one permit: the connection */
-    pthread_mutex_t mu;
-    ct_cond_t cond; /* an enqueue or a requeue here: idle claims look again */
-    uint64_t gen;   /* guarded by mu */
+    ct_sem_t lock;                 /* one permit: the connection */
+    struct ct__jobs_doorbell bell; /* an enqueue or a requeue here: idle claims look again */
     uint64_t lease_base;
     uint64_t lease_seq; /* atomic */
 };
@@ -118,14 +115,6 @@ static int lock(struct sq *s, const ct_token_t *tok)
 static void unlock(struct sq *s)
 {
     ct_sem_post(&s->lock);
-}
-
-static void wake(struct sq *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->gen++;
-    pthread_mutex_unlock(&s->mu);
-    ct_cond_broadcast(&s->cond);
 }
 
 /* Run a statement without rows (or skipping them); returns 0 or a negative errno. */
@@ -174,7 +163,7 @@ static int sq_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
     sqlite3_clear_bindings(st);
     unlock(s);
     if (rc == 0)
-        wake(s);
+        ct__jobs_doorbell_ring(&s->bell);
     return rc;
 }
 
@@ -222,14 +211,14 @@ static int try_claim(struct sq *s, const char *worker, int64_t lease_ms, struct 
     sqlite3_bind_int64(st, 4, lease_ms);
     rc = ct_sqlite_step(s->db, st, tok);
     if (rc == 1) {
-        *c = (struct ct__jobs_claim){
-            .id = sqlite3_column_int64(st, 0),
-            .kind = ct__jobs_strdup((const char *) sqlite3_column_text(st, 1)),
-            .payload = ct__jobs_strdup((const char *) sqlite3_column_text(st, 2)),
-            .attempt = sqlite3_column_int(st, 3),
-            .max_attempts = sqlite3_column_int(st, 4),
-            .cancel_requested = sqlite3_column_int(st, 5),
-            .lease = lease};
+        *c = (struct ct__jobs_claim){.id = sqlite3_column_int64(st, 0),
+                                     .kind = ct__strdup((const char *) sqlite3_column_text(st, 1)),
+                                     .payload =
+                                         ct__strdup((const char *) sqlite3_column_text(st, 2)),
+                                     .attempt = sqlite3_column_int(st, 3),
+                                     .max_attempts = sqlite3_column_int(st, 4),
+                                     .cancel_requested = sqlite3_column_int(st, 5),
+                                     .lease = lease};
         rc = run(s, S_CLAIM, tok); /* to the end of the statement */
         if (rc == 0 && (!c->kind || !c->payload))
             rc = -ENOMEM;
@@ -246,9 +235,7 @@ static int sq_claim(struct ct__jobs_backend *be, const char *worker, int64_t lea
 {
     struct sq *s = S(be);
     for (;;) {
-        pthread_mutex_lock(&s->mu);
-        uint64_t gen = s->gen;
-        pthread_mutex_unlock(&s->mu);
+        uint64_t seen = ct__jobs_doorbell_rings(&s->bell);
         int rc = lock(s, tok);
         if (rc < 0)
             return rc;
@@ -257,22 +244,10 @@ static int sq_claim(struct ct__jobs_backend *be, const char *worker, int64_t lea
         unlock(s);
         if (rc != -EAGAIN)
             return rc;
-        /* Nothing due: sleep until an enqueue here, the next due job, or the caller's deadline
-         * (which is how jobs of other processes and expired leases are found). */
-        int64_t until = deadline;
-        if (next_due >= 0) {
-            int64_t at = ct_deadline_after(next_due - ct__jobs_wall_ms());
-            if (until < 0 || at < until)
-                until = at;
-        }
-        pthread_mutex_lock(&s->mu);
-        rc = 0;
-        while (s->gen == gen && rc == 0)
-            rc = ct_cond_wait(&s->cond, &s->mu, tok, until);
-        pthread_mutex_unlock(&s->mu);
-        if (rc == -ECANCELED)
-            return rc;
-        if (rc == -ETIMEDOUT && until == deadline)
+        /* Nothing due: next_due is wall-clock ms (another process may have set it). */
+        int64_t now = ct__jobs_wall_ms();
+        int64_t due_in = next_due < 0 ? -1 : next_due > now ? next_due - now : 0;
+        if ((rc = ct__jobs_doorbell_wait(&s->bell, seen, tok, deadline, due_in)) < 0)
             return rc;
     }
 }
@@ -336,7 +311,7 @@ static int sq_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *c
     sqlite3_clear_bindings(st);
     unlock(s);
     if (rc == 0 && !final)
-        wake(s);
+        ct__jobs_doorbell_ring(&s->bell);
     return rc;
 }
 
@@ -417,8 +392,7 @@ static void sq_free(struct ct__jobs_backend *be)
         sqlite3_finalize(s->st[i]);
     ct_sqlite_close(s->db);
     ct_sem_destroy(&s->lock);
-    ct_cond_destroy(&s->cond);
-    pthread_mutex_destroy(&s->mu);
+    ct__jobs_doorbell_destroy(&s->bell);
     ct__free(s);
 }
 
@@ -439,15 +413,9 @@ int ct__jobs_sqlite_new(struct ct__jobs_backend **out, const char *path)
     if (!s)
         return -ENOMEM;
     ct_sem_init(&s->lock, 1);
-    ct_cond_init(&s->cond);
-    pthread_mutex_init(&s->mu, NULL);
+    ct__jobs_doorbell_init(&s->bell);
     s->base.ops = &sq_ops;
-    /* Lease tokens: random high bits per queue, a counter below, so two processes (or two
-     * queues) never hand out the same token. */
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t) sizeof(r))
-        r = (uint64_t) ct_now_ns() * 0x9e3779b97f4a7c15u;
-    s->lease_base = (r & 0x7fffffff00000000u);
+    s->lease_base = ct__jobs_lease_base();
     int rc = ct_sqlite_open(&s->db, path, NULL);
     if (rc < 0)
         goto fail;

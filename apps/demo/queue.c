@@ -25,7 +25,7 @@
 #include "ct/wait.h"
 #include "demo.h"
 
-/* ---- the worker ------------------------------------------------------------------------------ */
+/* ---- the worker ----------------------------------------------------------------------------- */
 
 static int process_file(void *arg, const ct_job_t *job, const ct_token_t *tok)
 {
@@ -85,8 +85,7 @@ int demo_queue_open(struct demo *d, const char *path, const char *conninfo, ct_h
     return ct_host_add(host, &(ct_host_service_t){"jobs", jobs_start, jobs_stop, d});
 }
 
-/* ---- the heartbeat: the seeds' periodic worker ------------------------------------------------
- */
+/* ---- the heartbeat: the seeds' periodic worker ---------------------------------------------- */
 
 static int heartbeat(void *arg, const ct_token_t *tok)
 {
@@ -111,8 +110,7 @@ int demo_heartbeat_add(struct demo *d, ct_host_t *host)
     return ct_host_add_background(host, "heartbeat", heartbeat_run, d);
 }
 
-/* ---- controllers ------------------------------------------------------------------------------
- */
+/* ---- controllers ---------------------------------------------------------------------------- */
 
 static int enqueue(ct_http_req_t *req, void *arg)
 {

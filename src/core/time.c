@@ -11,7 +11,6 @@
  * on the calling thread, so a test knows they have all run when it returns. */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 
@@ -224,14 +223,9 @@ static int ensure_thread(void)
 {
     if (svc.running)
         return 0;
-    sigset_t all, old;
-    sigfillset(&all);
-    /* The timer thread must never take the process's signals (ct-host waits for them). */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&svc.thread, NULL, timer_thread, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        return -rc;
+    int rc = ct__thread_start(&svc.thread, timer_thread, NULL);
+    if (rc < 0)
+        return rc;
     svc.running = true;
     return 0;
 }

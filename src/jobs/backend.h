@@ -40,6 +40,8 @@ enum ct__jobs_outcome {
     CT__JOB_RETRY = 3,  /* -> requeued, runs again at run_at */
     CT__JOB_RELEASE = 4 /* -> pending, due at once in its old place; the attempt does not count */
 };
+/* The status each outcome leaves a job in (CT_JOB_*), indexed by enum ct__jobs_outcome. */
+extern const int ct__jobs_outcome_status[5];
 
 struct ct__jobs_backend;
 struct ct__jobs_backend_ops {

@@ -74,6 +74,12 @@ int64_t ct__jobs_wall_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+const int ct__jobs_outcome_status[5] = {[CT__JOB_DONE] = CT_JOB_COMPLETED,
+                                        [CT__JOB_FAIL] = CT_JOB_FAILED,
+                                        [CT__JOB_CANCEL] = CT_JOB_CANCELED,
+                                        [CT__JOB_RETRY] = CT_JOB_REQUEUED,
+                                        [CT__JOB_RELEASE] = CT_JOB_PENDING};
+
 void ct__jobs_claim_clear(struct ct__jobs_claim *c)
 {
     ct__free(c->kind);

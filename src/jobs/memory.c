@@ -207,29 +207,16 @@ static int mem_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *
     r->lease = 0;
     if (error)
         snprintf(r->error, sizeof(r->error), "%s", error);
-    switch (outcome) {
-    case CT__JOB_DONE:
-        r->status = CT_JOB_COMPLETED;
-        r->finished_at = now;
-        break;
-    case CT__JOB_FAIL:
-        r->status = CT_JOB_FAILED;
-        r->finished_at = now;
-        break;
-    case CT__JOB_CANCEL:
-        r->status = CT_JOB_CANCELED;
-        r->finished_at = now;
-        break;
-    case CT__JOB_RETRY:
-    case CT__JOB_RELEASE:
-        r->status = outcome == CT__JOB_RETRY ? CT_JOB_REQUEUED : CT_JOB_PENDING;
+    r->status = ct__jobs_outcome_status[outcome];
+    if (outcome == CT__JOB_RETRY || outcome == CT__JOB_RELEASE) {
         if (outcome == CT__JOB_RELEASE) {
             r->attempts--;      /* shutdown interrupted it: the attempt does not count */
             run_at = r->run_at; /* and it keeps its place: it was due already */
         }
         r->run_at = run_at;
         rc = schedule(m, c->id, run_at);
-        break;
+    } else {
+        r->finished_at = now;
     }
 out:
     pthread_mutex_unlock(&m->mu);

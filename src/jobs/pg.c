@@ -204,8 +204,7 @@ static int pg_enqueue(struct ct__jobs_backend *be, const char *kind, const char 
 }
 
 /* The listener starts with the first claim: a queue used only to enqueue, read and cancel
- * (never started) needs none. Claims run on worker threads, which block the host's signals, and
- * the listener's thread inherits that mask. */
+ * (never started) needs none. */
 static void start_listener(struct pgq *s)
 {
     if (__atomic_load_n(&s->listener_tried, __ATOMIC_ACQUIRE) ||
@@ -305,15 +304,10 @@ static int pg_renew(struct ct__jobs_backend *be, const struct ct__jobs_claim *c,
 static int pg_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *c, int outcome,
                      int64_t run_at, const char *error)
 {
-    static const int status[] = {[CT__JOB_DONE] = CT_JOB_COMPLETED,
-                                 [CT__JOB_FAIL] = CT_JOB_FAILED,
-                                 [CT__JOB_CANCEL] = CT_JOB_CANCELED,
-                                 [CT__JOB_RETRY] = CT_JOB_REQUEUED,
-                                 [CT__JOB_RELEASE] = CT_JOB_PENDING};
     struct pgq *s = P(be);
     bool final = outcome == CT__JOB_DONE || outcome == CT__JOB_FAIL || outcome == CT__JOB_CANCEL;
     char st[8], delay[24], id[24], attempt[16], lease[24];
-    snprintf(st, sizeof(st), "%d", status[outcome]);
+    snprintf(st, sizeof(st), "%d", ct__jobs_outcome_status[outcome]);
     if (outcome == CT__JOB_RETRY) {
         /* run_at is this machine's wall clock: only the delay it means is sent. */
         int64_t d = run_at - ct__jobs_wall_ms();

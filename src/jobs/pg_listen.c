@@ -133,7 +133,7 @@ int ct__jobs_pg_listener_start(struct ct__jobs_pg_listener **out, struct ct__job
         return -ENOMEM;
     *s = (struct ct__jobs_pg_listener){.be = be, .conninfo = conninfo, .schema = schema};
     int rc = ct_source_new(&s->stop);
-    if (rc == 0 && (rc = -pthread_create(&s->thread, NULL, listener_main, s)) < 0)
+    if (rc == 0 && (rc = ct__thread_start(&s->thread, listener_main, s)) < 0)
         ct_source_free(s->stop);
     if (rc < 0) {
         ct__free(s);

@@ -279,11 +279,6 @@ static int sq_renew(struct ct__jobs_backend *be, const struct ct__jobs_claim *c,
 static int sq_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *c, int outcome,
                      int64_t run_at, const char *error)
 {
-    static const int status[] = {[CT__JOB_DONE] = CT_JOB_COMPLETED,
-                                 [CT__JOB_FAIL] = CT_JOB_FAILED,
-                                 [CT__JOB_CANCEL] = CT_JOB_CANCELED,
-                                 [CT__JOB_RETRY] = CT_JOB_REQUEUED,
-                                 [CT__JOB_RELEASE] = CT_JOB_PENDING};
     struct sq *s = S(be);
     int rc = lock(s, NULL);
     if (rc < 0)
@@ -291,7 +286,7 @@ static int sq_finish(struct ct__jobs_backend *be, const struct ct__jobs_claim *c
     int64_t now = ct__jobs_wall_ms();
     bool final = outcome == CT__JOB_DONE || outcome == CT__JOB_FAIL || outcome == CT__JOB_CANCEL;
     sqlite3_stmt *st = s->st[S_FINISH];
-    sqlite3_bind_int(st, 1, status[outcome]);
+    sqlite3_bind_int(st, 1, ct__jobs_outcome_status[outcome]);
     sqlite3_bind_int64(st, 2, final ? now : 0);
     if (outcome == CT__JOB_RETRY)
         sqlite3_bind_int64(st, 3, run_at);

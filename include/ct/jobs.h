@@ -80,6 +80,9 @@ typedef enum ct_jobs_backend {
     CT_JOBS_POSTGRES = 2 /* `conninfo` */
 } ct_jobs_backend_t;
 
+/* ct_jobs_options_t.retain_ms: finished jobs are never deleted. */
+#define CT_JOBS_KEEP_FOREVER (-1)
+
 typedef struct ct_jobs_options {
     ct_jobs_backend_t backend;
     const char *path;       /* SQLite file (created if missing) */
@@ -92,6 +95,10 @@ typedef struct ct_jobs_options {
     int64_t lease_ms;       /* SQLite, PG: a running job's lease (default 30 000, min 100) */
     int64_t heartbeat_ms;   /* SQLite, PG: lease renewal and cancel polling (default lease_ms/3) */
     int64_t poll_ms;        /* SQLite, PG: idle workers look for other processes' jobs (def. 200) */
+    /* Finished jobs (completed, canceled, failed) are deleted this long after they finished, by
+     * the heartbeat, a batch at a time; ct_jobs_get() then returns -ENOENT. 1..CT_TIMEOUT_MAX_MS
+     * (default 86 400 000: a day); CT_JOBS_KEEP_FOREVER: never (delete them yourself). */
+    int64_t retain_ms;
     void (*log)(void *arg, const char *line); /* NULL: stderr */
     void *log_arg;
     /* CT_JOBS_POSTGRES: a libpq conninfo ("host=... dbname=..." or a postgresql:// URL). The table

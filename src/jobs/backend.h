@@ -65,6 +65,11 @@ struct ct__jobs_backend_ops {
      * -EALREADY final; -ENOENT; other negative errno. */
     int (*cancel)(struct ct__jobs_backend *be, int64_t id);
     int (*get)(struct ct__jobs_backend *be, int64_t id, ct_job_info_t *out);
+    /* Delete up to `max` finished jobs (completed, canceled, failed) that finished more than
+     * `retain_ms` ago by the backend's clock. `tok` bounds the call (the heartbeat's time for
+     * it, or the queue stopping). Returns how many; -ECANCELED (tok); negative errno. */
+    int64_t (*prune)(struct ct__jobs_backend *be, int64_t retain_ms, int max,
+                     const ct_token_t *tok);
     /* Jobs still pending (for the memory backend's report at exit); -ENOTSUP if not cheap. */
     int64_t (*pending)(struct ct__jobs_backend *be);
     void (*free)(struct ct__jobs_backend *be);

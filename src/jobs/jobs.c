@@ -34,6 +34,9 @@
 #define LEASE_MIN_MS         100
 #define POLL_DEFAULT_MS      200
 #define CLAIM_ERROR_PAUSE_MS 100
+#define RETAIN_DEFAULT_MS    86400000 /* a day, like River's completed jobs */
+#define PRUNE_BATCH          500      /* rows a prune statement deletes at most */
+#define PRUNE_BATCHES        40       /* batches a heartbeat runs at most */
 
 enum { WHY_NONE = 0, WHY_CANCEL = 1, WHY_LEASE = 2 };
 
@@ -215,13 +218,17 @@ int ct_jobs_new(ct_jobs_t **out, const ct_jobs_options_t *opt)
         o.heartbeat_ms = o.lease_ms / 3;
     if (!o.poll_ms)
         o.poll_ms = POLL_DEFAULT_MS;
+    if (!o.retain_ms)
+        o.retain_ms = RETAIN_DEFAULT_MS;
     if (!o.log)
         o.log = default_log;
     if (o.workers > WORKERS_MAX || o.max_attempts < 1 || o.max_attempts > ATTEMPTS_MAX ||
         o.backoff_ms < 0 || o.backoff_ms > CT_TIMEOUT_MAX_MS || o.backoff_max_ms < 0 ||
         o.backoff_max_ms > CT_TIMEOUT_MAX_MS || o.lease_ms < LEASE_MIN_MS ||
         o.lease_ms > CT_TIMEOUT_MAX_MS || o.heartbeat_ms < 1 || o.heartbeat_ms >= o.lease_ms ||
-        o.poll_ms < 1 || o.poll_ms > CT_TIMEOUT_MAX_MS)
+        o.poll_ms < 1 || o.poll_ms > CT_TIMEOUT_MAX_MS ||
+        (o.retain_ms != CT_JOBS_KEEP_FOREVER &&
+         (o.retain_ms < 1 || o.retain_ms > CT_TIMEOUT_MAX_MS)))
         return -EINVAL;
     ct_jobs_t *q = ct__calloc(1, sizeof(*q));
     if (!q)
@@ -365,10 +372,34 @@ static void *worker_main(void *arg)
 }
 
 /* Renew the leases of the jobs running here; deliver cancel requests and lost leases. */
+/* Delete the finished jobs past their retention, a batch at a time, for at most half a heartbeat
+ * (the next renewals must not be late) and at most PRUNE_BATCHES batches; what is left waits for
+ * the next beat. A prune blocked in the database (a lock) is canceled at the end of that time. */
+static void prune_finished(ct_jobs_t *q, const ct_token_t *stop)
+{
+    if (q->o.retain_ms == CT_JOBS_KEEP_FOREVER)
+        return;
+    ct_source_t *src;
+    if (ct_source_new_linked(&src, &stop, 1) < 0)
+        return;
+    ct_source_cancel_after(src, q->o.heartbeat_ms / 2 + 1);
+    for (int i = 0; i < PRUNE_BATCHES; i++) {
+        int64_t n = q->be->ops->prune(q->be, q->o.retain_ms, PRUNE_BATCH, ct_source_token(src));
+        if (n == -ECANCELED && !ct_token_canceled(stop))
+            jlog(q, "deleting finished jobs took longer than half a heartbeat: again next beat");
+        else if (n < 0 && n != -ECANCELED)
+            jlog(q, "deleting finished jobs failed: %s", ct_strerror((int) n));
+        if (n < PRUNE_BATCH)
+            break;
+    }
+    ct_source_free(src);
+}
+
 static void *heartbeat_main(void *arg)
 {
     ct_jobs_t *q = arg;
     const ct_token_t *stop = ct_source_token(q->hb_stop);
+    prune_finished(q, stop);
     while (ct_sleep_ms(q->o.heartbeat_ms, stop) == 0) {
         for (unsigned i = 0; i < q->nstarted; i++) {
             struct worker *w = &q->w[i];
@@ -391,6 +422,7 @@ static void *heartbeat_main(void *arg)
             }
             pthread_mutex_unlock(&q->mu);
         }
+        prune_finished(q, stop);
     }
     return NULL;
 }

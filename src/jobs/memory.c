@@ -5,7 +5,8 @@
  * channel stays there and is skipped when a worker receives it: the status in the table, not
  * the presence of the id, says whether a job may run. Jobs due later (a delay, a retry's
  * backoff) wait in a small list and are moved to the channel by the next claim that finds them
- * due. Nothing here survives the process. */
+ * due. Finished records past their retention are deleted (prune): the table then starts at a
+ * later id. Nothing here survives the process. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include "backend.h"
 #include "ct/chan.h"
 #include "ct/time.h"
+
+#define GONE (-1) /* a record's status once prune deleted it */
 
 struct rec {
     char *kind, *payload;
@@ -31,8 +34,9 @@ struct later {
 struct mem {
     struct ct__jobs_backend base;
     pthread_mutex_t mu;
-    struct rec *recs; /* id i is recs[i - 1] */
+    struct rec *recs; /* id i is recs[i - first] */
     size_t n, cap;
+    int64_t first; /* the id of recs[0] */
     struct later *later;
     size_t nlater, caplater;
     int64_t next_lease;
@@ -42,6 +46,15 @@ struct mem {
 static struct mem *M(struct ct__jobs_backend *be)
 {
     return (struct mem *) be;
+}
+
+/* The record of job `id`, or NULL (never enqueued, or deleted). Called with mu held. */
+static struct rec *rec_of(struct mem *m, int64_t id)
+{
+    if (id < m->first || id - m->first >= (int64_t) m->n)
+        return NULL;
+    struct rec *r = &m->recs[id - m->first];
+    return r->status == GONE ? NULL : r;
 }
 
 /* Queue `id` to run at run_at: now (the channel) or later (the list). Called with mu held. */
@@ -89,7 +102,7 @@ static int mem_enqueue(struct ct__jobs_backend *be, const char *kind, const char
                                  .max_attempts = max_attempts,
                                  .enqueued_at = now,
                                  .run_at = run_at};
-    *id = (int64_t) m->n + 1;
+    *id = m->first + (int64_t) m->n;
     if ((rc = schedule(m, *id, run_at)) == 0)
         m->n++;
 out:
@@ -142,10 +155,10 @@ static int mem_claim(struct ct__jobs_backend *be, const char *worker, int64_t le
         if (rc < 0)
             return rc;
         pthread_mutex_lock(&m->mu);
-        struct rec *r = &m->recs[id - 1];
-        if (r->status != CT_JOB_PENDING && r->status != CT_JOB_REQUEUED) {
+        struct rec *r = rec_of(m, id);
+        if (!r || (r->status != CT_JOB_PENDING && r->status != CT_JOB_REQUEUED)) {
             pthread_mutex_unlock(&m->mu);
-            continue; /* canceled while it waited */
+            continue; /* canceled (and maybe deleted) while it waited */
         }
         char *k = ct__strdup(r->kind), *p = ct__strdup(r->payload);
         if (!k || !p) {
@@ -174,11 +187,10 @@ static int mem_claim(struct ct__jobs_backend *be, const char *worker, int64_t le
 /* The record holding c's lease, or NULL. Called with mu held. */
 static struct rec *held(struct mem *m, const struct ct__jobs_claim *c)
 {
-    if (c->id < 1 || (size_t) c->id > m->n)
-        return NULL;
-    struct rec *r = &m->recs[c->id - 1];
-    return r->status == CT_JOB_RUNNING && r->lease == c->lease && r->attempts == c->attempt ? r
-                                                                                            : NULL;
+    struct rec *r = rec_of(m, c->id);
+    return r && r->status == CT_JOB_RUNNING && r->lease == c->lease && r->attempts == c->attempt
+               ? r
+               : NULL;
 }
 
 static int mem_renew(struct ct__jobs_backend *be, const struct ct__jobs_claim *c, int64_t lease_ms)
@@ -228,10 +240,10 @@ static int mem_cancel(struct ct__jobs_backend *be, int64_t id)
     struct mem *m = M(be);
     pthread_mutex_lock(&m->mu);
     int rc;
-    if (id < 1 || (size_t) id > m->n) {
+    struct rec *r = rec_of(m, id);
+    if (!r) {
         rc = -ENOENT;
     } else {
-        struct rec *r = &m->recs[id - 1];
         if (r->status == CT_JOB_PENDING || r->status == CT_JOB_REQUEUED) {
             r->status = CT_JOB_CANCELED;
             r->finished_at = ct__jobs_wall_ms();
@@ -252,10 +264,10 @@ static int mem_get(struct ct__jobs_backend *be, int64_t id, ct_job_info_t *out)
     struct mem *m = M(be);
     pthread_mutex_lock(&m->mu);
     int rc = 0;
-    if (id < 1 || (size_t) id > m->n) {
+    struct rec *r = rec_of(m, id);
+    if (!r) {
         rc = -ENOENT;
     } else {
-        struct rec *r = &m->recs[id - 1];
         *out = (ct_job_info_t){.status = r->status,
                                .attempts = r->attempts,
                                .max_attempts = r->max_attempts,
@@ -269,6 +281,37 @@ static int mem_get(struct ct__jobs_backend *be, int64_t id, ct_job_info_t *out)
     }
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+static int64_t mem_prune(struct ct__jobs_backend *be, int64_t retain_ms, int max,
+                         const ct_token_t *tok)
+{
+    (void) tok; /* never waits */
+    struct mem *m = M(be);
+    int64_t before = ct__jobs_wall_ms() - retain_ms, n = 0;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n && n < max; i++) {
+        struct rec *r = &m->recs[i];
+        if ((r->status == CT_JOB_COMPLETED || r->status == CT_JOB_CANCELED ||
+             r->status == CT_JOB_FAILED) &&
+            r->finished_at < before) {
+            ct__free(r->kind);
+            ct__free(r->payload);
+            *r = (struct rec){.status = GONE};
+            n++;
+        }
+    }
+    /* The table starts at the oldest record still kept. */
+    size_t gone = 0;
+    while (gone < m->n && m->recs[gone].status == GONE)
+        gone++;
+    if (gone) {
+        memmove(m->recs, m->recs + gone, (m->n - gone) * sizeof(*m->recs));
+        m->n -= gone;
+        m->first += (int64_t) gone;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }
 
 static int64_t mem_pending(struct ct__jobs_backend *be)
@@ -303,6 +346,7 @@ static const struct ct__jobs_backend_ops mem_ops = {
     .finish = mem_finish,
     .cancel = mem_cancel,
     .get = mem_get,
+    .prune = mem_prune,
     .pending = mem_pending,
     .free = mem_free,
 };
@@ -318,6 +362,7 @@ int ct__jobs_memory_new(struct ct__jobs_backend **out)
         return rc;
     }
     pthread_mutex_init(&m->mu, NULL);
+    m->first = 1;
     m->base.ops = &mem_ops;
     *out = &m->base;
     return 0;

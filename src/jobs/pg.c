@@ -57,6 +57,8 @@
     " last_error text NOT NULL DEFAULT '');"                                                       \
     "CREATE INDEX IF NOT EXISTS ct_jobs_due ON ct_jobs (run_at, id) WHERE status IN (0, 5);"       \
     "CREATE INDEX IF NOT EXISTS ct_jobs_leases ON ct_jobs (lease_expires) WHERE status = 1;"       \
+    "CREATE INDEX IF NOT EXISTS ct_jobs_finished ON ct_jobs (finished_at)"                         \
+    " WHERE status IN (2, 3, 4);"                                                                  \
     "COMMIT"
 
 static const char SQL_ENQUEUE[] =
@@ -106,6 +108,13 @@ static const char SQL_CANCEL_PENDING[] =
 static const char SQL_CANCEL_RUNNING[] =
     "WITH r AS (UPDATE ct_jobs SET cancel_requested = 1 WHERE id = $1 RETURNING id)"
     " SELECT pg_notify('" CT__JOBS_PG_CHANNEL "', current_schema() || ':' || id) FROM r";
+
+/* The oldest finished jobs past their retention ($1 ms), $2 at most; rows another process is
+ * deleting at the same time are skipped. */
+static const char SQL_PRUNE[] =
+    "DELETE FROM ct_jobs WHERE id IN (SELECT id FROM ct_jobs WHERE status IN (2, 3, 4)"
+    " AND finished_at < " NOW_MS " - $1::bigint ORDER BY finished_at LIMIT $2::int"
+    " FOR UPDATE SKIP LOCKED)";
 
 static const char SQL_GET[] =
     "SELECT status, attempts, max_attempts, enqueued_at, started_at, finished_at, run_at,"
@@ -406,6 +415,22 @@ static int pg_get(struct ct__jobs_backend *be, int64_t id, ct_job_info_t *out)
     return 0;
 }
 
+static int64_t pg_prune(struct ct__jobs_backend *be, int64_t retain_ms, int max,
+                        const ct_token_t *tok)
+{
+    char retain[24], n[16];
+    snprintf(retain, sizeof(retain), "%lld", (long long) retain_ms);
+    snprintf(n, sizeof(n), "%d", max);
+    const char *params[] = {retain, n};
+    PGresult *r;
+    int rc = query(P(be), &r, SQL_PRUNE, 2, params, tok, -1);
+    if (rc < 0)
+        return rc;
+    int64_t deleted = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return deleted;
+}
+
 static void pg_free(struct ct__jobs_backend *be)
 {
     struct pgq *s = P(be);
@@ -423,6 +448,7 @@ static const struct ct__jobs_backend_ops pg_ops = {
     .finish = pg_finish,
     .cancel = pg_cancel,
     .get = pg_get,
+    .prune = pg_prune,
     .pending = NULL, /* durable: nothing is dropped */
     .free = pg_free,
 };

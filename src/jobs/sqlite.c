@@ -35,7 +35,9 @@
     " lease_expires INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0,"                         \
     " last_error TEXT NOT NULL DEFAULT '');"                                                       \
     "CREATE INDEX IF NOT EXISTS ct_jobs_due ON ct_jobs(run_at) WHERE status IN (0, 5);"            \
-    "CREATE INDEX IF NOT EXISTS ct_jobs_leases ON ct_jobs(lease_expires) WHERE status = 1;"
+    "CREATE INDEX IF NOT EXISTS ct_jobs_leases ON ct_jobs(lease_expires) WHERE status = 1;"        \
+    "CREATE INDEX IF NOT EXISTS ct_jobs_finished ON ct_jobs(finished_at)"                          \
+    " WHERE status IN (2, 3, 4);"
 
 enum {
     S_BEGIN,
@@ -51,6 +53,7 @@ enum {
     S_GET,
     S_NEXT_DUE,
     S_PEEK,
+    S_PRUNE,
     S_COUNT
 };
 
@@ -90,6 +93,9 @@ static const char *const sql[S_COUNT] = {
      * the write lock every poll_ms. */
     [S_PEEK] = "SELECT EXISTS (SELECT 1 FROM ct_jobs WHERE status IN (0, 5) AND run_at <= ?1)"
                " OR EXISTS (SELECT 1 FROM ct_jobs WHERE status = 1 AND lease_expires < ?1)",
+    /* The oldest finished jobs past their retention (?1: finished before), ?2 at most. */
+    [S_PRUNE] = "DELETE FROM ct_jobs WHERE id IN (SELECT id FROM ct_jobs"
+                " WHERE status IN (2, 3, 4) AND finished_at < ?1 ORDER BY finished_at LIMIT ?2)",
 };
 
 struct sq {
@@ -380,6 +386,22 @@ static int sq_get(struct ct__jobs_backend *be, int64_t id, ct_job_info_t *out)
     return rc;
 }
 
+static int64_t sq_prune(struct ct__jobs_backend *be, int64_t retain_ms, int max,
+                        const ct_token_t *tok)
+{
+    struct sq *s = S(be);
+    int rc = lock(s, tok);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s->st[S_PRUNE], 1, ct__jobs_wall_ms() - retain_ms);
+    sqlite3_bind_int(s->st[S_PRUNE], 2, max);
+    int64_t n = run(s, S_PRUNE, tok);
+    if (n == 0)
+        n = sqlite3_changes(ct_sqlite_handle(s->db));
+    unlock(s);
+    return n;
+}
+
 static void sq_free(struct ct__jobs_backend *be)
 {
     struct sq *s = S(be);
@@ -398,6 +420,7 @@ static const struct ct__jobs_backend_ops sq_ops = {
     .finish = sq_finish,
     .cancel = sq_cancel,
     .get = sq_get,
+    .prune = sq_prune,
     .pending = NULL, /* durable: nothing is dropped */
     .free = sq_free,
 };

@@ -371,7 +371,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Renew the leases of the jobs running here; deliver cancel requests and lost leases. */
 /* Delete the finished jobs past their retention, a batch at a time, for at most half a heartbeat
  * (the next renewals must not be late) and at most PRUNE_BATCHES batches; what is left waits for
  * the next beat. A prune blocked in the database (a lock) is canceled at the end of that time. */
@@ -395,6 +394,8 @@ static void prune_finished(ct_jobs_t *q, const ct_token_t *stop)
     ct_source_free(src);
 }
 
+/* Renew the leases of the jobs running here; deliver cancel requests and lost leases. Then
+ * delete the finished jobs past their retention. */
 static void *heartbeat_main(void *arg)
 {
     ct_jobs_t *q = arg;

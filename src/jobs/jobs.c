@@ -381,7 +381,10 @@ static void prune_finished(ct_jobs_t *q, const ct_token_t *stop)
     ct_source_t *src;
     if (ct_source_new_linked(&src, &stop, 1) < 0)
         return;
-    ct_source_cancel_after(src, q->o.heartbeat_ms / 2 + 1);
+    if (ct_source_cancel_after(src, q->o.heartbeat_ms / 2 + 1) < 0) {
+        ct_source_free(src); /* unbounded, it could make renewals late: next beat */
+        return;
+    }
     for (int i = 0; i < PRUNE_BATCHES; i++) {
         int64_t n = q->be->ops->prune(q->be, q->o.retain_ms, PRUNE_BATCH, ct_source_token(src));
         if (n == -ECANCELED && !ct_token_canceled(stop))

@@ -177,17 +177,34 @@ static inline int runs(void)
     return n;
 }
 
-/* (test_*_worker_that_lost_its_lease_*) A worker that lost its lease (here: the row is changed
- * under it as another worker's claim would, with attempt 7 and lease token 4242) sees its job's
- * token fire with "lease lost" at the next heartbeat, and its late completion changes nothing: the
- * row stays the other worker's. Checked: with the lease condition removed from the finish UPDATE,
- * this fails (completed). */
 static inline int lease_detail_is(const char *want)
 {
     pthread_mutex_lock(&g.mu);
     int same = strcmp(g.last_detail, want) == 0;
     pthread_mutex_unlock(&g.mu);
     return same;
+}
+
+/* test_*_worker_that_lost_its_lease_*: a worker loses its lease because `steal` changes the
+ * running row as another worker's claim would (attempt 7, lease token 4242). Its job's token
+ * fires with "lease lost" at the next heartbeat, and its late completion changes nothing: the row
+ * stays the other worker's. Checked: with the lease condition removed from the finish UPDATE
+ * (SQLite and PostgreSQL alike), this fails (completed). */
+static inline void worker_that_lost_its_lease(int backend, void (*steal)(void))
+{
+    ct_jobs_t *q = open_q(backend, 1, &(ct_jobs_options_t){.lease_ms = 60000, .heartbeat_ms = 50});
+    assert_int_equal(0, ct_jobs_start(q, NULL));
+    int64_t id;
+    assert_int_equal(0, ct_jobs_enqueue(q, "late", "", NULL, &id));
+    assert_int_equal(0, ct_sem_wait(&g.started, NULL, ct_deadline_after(5000)));
+    steal();
+    assert_true(CT_WAIT_FOR(lease_detail_is("lease lost"), 3000));
+    assert_int_equal(CT_CANCELED, g.last_reason);
+    assert_int_equal(0, ct_jobs_stop(q, NULL)); /* the late completion has been attempted */
+    ct_job_info_t i = info(q, id);
+    assert_int_equal(CT_JOB_RUNNING, i.status);
+    assert_int_equal(7, i.attempts);
+    ct_jobs_free(q);
 }
 
 #endif

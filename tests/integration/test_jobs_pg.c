@@ -6,28 +6,18 @@
 #define _GNU_SOURCE
 #include "jobs_util.h"
 
-/* test_jobs.c's lost lease, on PostgreSQL: the row is changed under the worker from another
- * connection. Checked: with the lease condition removed from SQL_FINISH (src/jobs/pg.c), this
- * fails (completed). */
-static void test_pg_worker_that_lost_its_lease_is_canceled_and_changes_nothing(void **state)
+/* jobs_util.h's lost lease, on PostgreSQL: the row is changed from another connection. */
+static void steal_pg_lease(void)
 {
-    (void) state;
-    ct_jobs_t *q =
-        open_q(CT_JOBS_POSTGRES, 1, &(ct_jobs_options_t){.lease_ms = 60000, .heartbeat_ms = 50});
-    assert_int_equal(0, ct_jobs_start(q, NULL));
-    int64_t id;
-    assert_int_equal(0, ct_jobs_enqueue(q, "late", "", NULL, &id));
-    assert_int_equal(0, ct_sem_wait(&g.started, NULL, ct_deadline_after(5000)));
     admin_exec("UPDATE %s.ct_jobs SET attempts = 7, lease_token = 4242, lease_owner = 'other'"
                " WHERE status = 1",
                schema);
-    assert_true(CT_WAIT_FOR(lease_detail_is("lease lost"), 3000));
-    assert_int_equal(CT_CANCELED, g.last_reason);
-    assert_int_equal(0, ct_jobs_stop(q, NULL)); /* the late completion has been attempted */
-    ct_job_info_t i = info(q, id);
-    assert_int_equal(CT_JOB_RUNNING, i.status);
-    assert_int_equal(7, i.attempts);
-    ct_jobs_free(q);
+}
+
+static void test_pg_worker_that_lost_its_lease_is_canceled_and_changes_nothing(void **state)
+{
+    (void) state;
+    worker_that_lost_its_lease(CT_JOBS_POSTGRES, steal_pg_lease);
 }
 
 /* Leases and due times are on the server's clock: a worker whose clock is an hour behind (here
